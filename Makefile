@@ -1,0 +1,44 @@
+# flowctl: `make run` starts the server on SQLite, `make test` runs the suite.
+# Both create .venv and install the pinned dependencies first (once; again only
+# when pyproject.toml or constraints.txt change).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test test-postgres bench lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/flowctl server
+
+# The whole suite. PostgreSQL tests run when FLOWCTL_TEST_PG_URL (default
+# postgresql://postgres@127.0.0.1:5432/test) is reachable, skip otherwise, and
+# are required when CI=true.
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+test-postgres: setup
+	$(BIN)/python -m pytest -m postgres -n 2 --dist loadgroup
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: setup
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+clean:
+	rm -rf $(VENV) .flowctl .pytest_cache .ruff_cache

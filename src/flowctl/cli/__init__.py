@@ -1,0 +1,1 @@
+"""The `flowctl` command."""

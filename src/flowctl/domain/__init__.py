@@ -1,0 +1,1 @@
+"""The pure core: graphs, states, templates, backoff. No I/O, no framework."""

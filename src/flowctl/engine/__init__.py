@@ -1,0 +1,1 @@
+"""The engine: services the API surfaces call, the worker, wake-ups, the runtime."""

@@ -1,0 +1,209 @@
+"""The operations every API surface shares: submit, read, list and cancel runs.
+
+Surfaces parse their request shape into these calls and render what comes back;
+no surface touches the store directly, so a rule lives here once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowctl.config import Settings
+from flowctl.domain.graph import DefinitionInvalid, FieldError, StepSpec, WorkflowGraph
+from flowctl.domain.runsettings import RunSettings
+from flowctl.domain.states import RunStatus, StepStatus
+from flowctl.domain.templates import has_references
+from flowctl.engine.errors import Conflict, InvalidInput, NotFound, Unavailable
+from flowctl.engine.wakeups import Wakeups
+from flowctl.executors.base import ExecutorRegistry
+from flowctl.store import queue, runs, workers
+from flowctl.store.database import Database, DatabaseUnavailable
+from flowctl.store.runs import RunFilter
+
+
+@dataclass(slots=True)
+class NewWorkflow:
+    """A definition to store and run at once (FlowCtl, PyTaskFlow style)."""
+
+    name: str
+    kind: str  # the syntax it came in: tasks | steps | flow
+    graph: WorkflowGraph
+    settings: RunSettings
+    description: str | None = None
+    input: Any = None
+    config: dict[str, Any] = field(default_factory=dict)  # echoed back as written
+    label: str | None = None
+    tags: list[str] | None = None
+    source: Any = None
+    triggered_by: str | None = None
+    run_id: str | None = None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class WorkflowService:
+    def __init__(
+        self, db: Database, registry: ExecutorRegistry, wakeups: Wakeups, settings: Settings
+    ):
+        self.db = db
+        self.registry = registry
+        self.wakeups = wakeups
+        self.settings = settings
+
+    async def _call(self, fn, *args, write: bool = False, **kwargs):
+        try:
+            if write:
+                return await self.db.write(fn, *args, **kwargs)
+            return await self.db.read(fn, *args, **kwargs)
+        except DatabaseUnavailable as exc:
+            raise Unavailable(f"database unavailable: {exc}") from exc
+
+    # --- definitions --------------------------------------------------------
+
+    def check_steps(self, specs: Sequence[StepSpec]) -> None:
+        """Limits and executor payload checks the graph itself cannot know."""
+        if len(specs) > self.settings.max_steps_per_workflow:
+            raise InvalidInput(
+                [FieldError("tasks", f"at most {self.settings.max_steps_per_workflow} steps")]
+            )
+        errors: list[FieldError] = []
+        for spec in specs:
+            if spec.type in self.registry:
+                errors.extend(
+                    self.registry.get(spec.type).validate_payload(
+                        spec.payload, f"{spec.loc}.payload"
+                    )
+                )
+        if errors:
+            raise InvalidInput(errors, status_code=422)
+
+    def compile(self, build) -> WorkflowGraph:
+        """Run a graph compiler with this server's step types; 400 on a bad graph."""
+        try:
+            return build(known_types=self.registry.type_names)
+        except DefinitionInvalid as exc:
+            raise InvalidInput(exc.errors, status_code=400) from None
+
+    # --- runs ---------------------------------------------------------------
+
+    async def submit(self, wf: NewWorkflow) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Store a one-shot definition and its run in one transaction; queue it."""
+        run_id = wf.run_id or new_id()
+        definition = {
+            "id": run_id,
+            "name": wf.name,
+            "description": wf.description,
+            "kind": wf.kind,
+            "status": "active",
+            "version": 1,
+            "label": wf.label,
+            "source": wf.source,
+            "graph": wf.graph.to_list(),
+            "config": wf.config,
+            "tags": wf.tags,
+        }
+        run = self._run_row(run_id, run_id, 1, wf)
+        steps = self._step_rows(run_id, wf.graph, wf.settings)
+        await self._call(runs.create_run, run, steps, definition, write=True)
+        self.wakeups.work_ready()
+        return await self.get_run(run_id)
+
+    def _run_row(self, run_id: str, definition_id: str, version: int, wf: NewWorkflow) -> dict:
+        return {
+            "id": run_id,
+            "definition_id": definition_id,
+            "definition_version": version,
+            "kind": wf.kind,
+            "name": wf.name,
+            "description": wf.description,
+            "status": RunStatus.PENDING.value,
+            "input": wf.input,
+            "config": wf.config,
+            "max_concurrency": wf.settings.max_concurrency,
+            "timeout_s": wf.settings.timeout,
+            "triggered_by": wf.triggered_by,
+        }
+
+    def _step_rows(
+        self, run_id: str, graph: WorkflowGraph, settings: RunSettings
+    ) -> list[dict[str, Any]]:
+        policy = settings.step_retry_policy()
+        rows = []
+        for seq, spec in enumerate(graph.steps):
+            rows.append(
+                {
+                    "id": new_id(),
+                    "run_id": run_id,
+                    "seq": seq,
+                    "name": spec.name,
+                    "type": spec.type,
+                    "agent": spec.agent,
+                    "status": StepStatus.PENDING.value,
+                    "priority": spec.priority,
+                    "payload": spec.payload,
+                    "has_templates": int(has_references(spec.payload)),
+                    "dependencies": list(spec.dependencies),
+                    "dependents": list(graph.dependents[spec.name]),
+                    "deps_remaining": len(spec.dependencies),
+                    "max_retries": (
+                        spec.max_retries
+                        if spec.max_retries is not None
+                        else settings.retry.max_retries
+                    ),
+                    "retry_count": 0,
+                    "retry_policy": policy,
+                    "timeout_s": spec.timeout,
+                    "lease_epoch": 0,
+                }
+            )
+        return rows
+
+    async def get_run(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        found = await self._call(runs.get_run_with_steps, run_id)
+        if found is None:
+            raise NotFound("Workflow", run_id)
+        return found
+
+    async def get_step(self, step_id: str) -> dict[str, Any]:
+        step = await self._call(runs.get_step, step_id)
+        if step is None:
+            raise NotFound("Task", step_id)
+        return step
+
+    async def list_runs(
+        self, flt: RunFilter, *, include_steps: bool = False
+    ) -> tuple[list[dict[str, Any]], int]:
+        return await self._call(runs.list_runs, flt, include_steps=include_steps)
+
+    async def cancel(
+        self, run_id: str, *, by: str | None = None, reason: str | None = None
+    ) -> None:
+        """Cancel a pending or running run. NotFound, or Conflict if it already ended."""
+        result = await self._call(runs.cancel_run, run_id, by=by, reason=reason, write=True)
+        if not result.found:
+            raise NotFound("Workflow", run_id)
+        if not result.cancelled:
+            raise Conflict(
+                f"Workflow is already {result.status}; only pending or running "
+                "workflows can be cancelled"
+            )
+        # Stop its steps running in this process now; other processes hear NOTIFY.
+        self.wakeups.runs_cancelled([run_id])
+
+    # --- system -------------------------------------------------------------
+
+    async def status_counts(self) -> dict[str, dict[str, int]]:
+        return await self._call(runs.count_by_status)
+
+    async def queue_depth(self) -> int:
+        return await self._call(queue.queue_depth)
+
+    async def live_workers(self) -> list[dict[str, Any]]:
+        return await self._call(
+            workers.live_workers, stale_after=max(3 * self.settings.heartbeat_interval, 5.0)
+        )

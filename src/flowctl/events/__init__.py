@@ -1,0 +1,1 @@
+"""Readers of the one event stream: metrics now; logs, WebSockets, webhooks next."""

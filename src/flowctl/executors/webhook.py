@@ -1,0 +1,14 @@
+"""`webhook` executor (placeholder; being written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowctl.executors.base import Executor, StepContext, StepFailed
+
+
+class WebhookExecutor(Executor):
+    type_name = "webhook"
+
+    async def execute(self, ctx: StepContext) -> Any:
+        raise StepFailed("not implemented yet", retryable=False)

@@ -1,0 +1,28 @@
+"""SQL guards built from the state machine tables: every status-changing UPDATE
+in the store carries one, so a row moves only along a legal transition."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import ColumnElement
+
+from flowctl.domain.states import RunStatus, StepStatus, run_sources, step_sources
+from flowctl.store.schema import runs, step_runs
+
+
+def step_may_become(
+    target: StepStatus, *, only_from: Iterable[StepStatus] | None = None
+) -> ColumnElement[bool]:
+    """The step's status is one it may leave for `target` (optionally narrowed)."""
+    sources = set(step_sources(target))
+    if only_from is not None:
+        narrowed = set(only_from)
+        if not narrowed <= sources:
+            raise ValueError(f"{sorted(narrowed - sources)} cannot become {target}")
+        sources = narrowed
+    return step_runs.c.status.in_(sorted(s.value for s in sources))
+
+
+def run_may_become(target: RunStatus) -> ColumnElement[bool]:
+    return runs.c.status.in_(sorted(s.value for s in run_sources(target)))

@@ -1,0 +1,672 @@
+"""The step queue: claiming, completing, renewing and rescuing leases.
+
+`step_runs` is the queue (as in River, Oban, Hatchet). A claim is one
+transaction that picks ready steps in priority order and leases them to a
+worker: `lease_owner`, `lease_expires_at` (database clock) and `lease_epoch`,
+which goes up on every claim and fences out a worker that lost its lease: its
+late completion or heartbeat names an old epoch and matches no row.
+
+Lock order, so that concurrent transactions on PostgreSQL cannot deadlock:
+runs before steps, each in id order. Claims never wait: they take step rows and
+run rows with SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
+
+from flowctl.domain.states import (
+    ACTIVE_RUN_STATUSES,
+    CLAIMABLE_STEP_STATUSES,
+    RunStatus,
+    StepStatus,
+)
+from flowctl.domain.templates import iter_references
+from flowctl.store.clock import read_now
+from flowctl.store.events import append_events, event_row
+from flowctl.store.guards import step_may_become
+from flowctl.store.notify import CANCEL_CHANNEL, READY_CHANNEL, notify
+from flowctl.store.runs import cancel_remaining_steps, settle_runs
+from flowctl.store.schema import runs, step_runs
+
+log = logging.getLogger(__name__)
+
+_CLAIMABLE = [s.value for s in CLAIMABLE_STEP_STATUSES]
+_ACTIVE_RUNS = [s.value for s in ACTIVE_RUN_STATUSES]
+
+
+@dataclass(slots=True)
+class ClaimedStep:
+    id: str
+    run_id: str
+    name: str
+    type: str
+    payload: Any
+    lease_epoch: int
+    retry_count: int
+    max_retries: int
+    retry_policy: dict[str, Any]
+    timeout_s: float | None
+    dependents: list[str]
+    agent: str | None
+    checkpoint: dict[str, Any] | None
+    has_templates: bool
+    # Filled only for steps whose payload holds ${...}:
+    workflow_input: Any = None
+    upstream_outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StepOutcome:
+    """What a worker reports about a step it ran under a lease."""
+
+    step_id: str
+    run_id: str
+    step_name: str
+    lease_epoch: int
+    status: StepStatus  # COMPLETED, FAILED, RETRYING, or PENDING (handed back)
+    output: Any = None
+    error: str | None = None
+    input: Any = None  # the resolved payload
+    retry_delay: float = 0.0
+    dependents: Sequence[str] = ()
+    attempt: int = 1
+    duration_ms: float | None = None
+    logs: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Batch:
+    """The result of one complete-and-claim transaction."""
+
+    claimed: list[ClaimedStep] = field(default_factory=list)
+    accepted: int = 0
+    rejected: list[str] = field(default_factory=list)  # fenced-out step ids
+    finished_runs: list[tuple[str, RunStatus]] = field(default_factory=list)
+    interrupt_runs: list[str] = field(default_factory=list)  # their running steps must stop
+    more_ready: bool = False  # ready steps were left for another claim
+    next_retry_in: float | None = None  # seconds until the next backoff ends
+    next_deadline_in: float | None = None  # seconds until a run just started times out
+
+
+def complete_and_claim(
+    conn: Connection,
+    owner: str,
+    outcomes: Sequence[StepOutcome],
+    claim_limit: int,
+    lease_ttl: float,
+) -> Batch:
+    """Record finished steps, then lease up to `claim_limit` ready ones.
+
+    One transaction for both: a chain's next step is claimed in the same commit
+    that completes its predecessor.
+    """
+    now = read_now(conn)
+    batch = Batch()
+    events: list[dict[str, Any]] = []
+    if outcomes:
+        _apply_outcomes(conn, owner, outcomes, now, events, batch)
+    if claim_limit > 0:
+        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch)
+        if len(batch.claimed) < claim_limit:
+            next_retry = conn.execute(
+                select(func.min(step_runs.c.available_at)).where(
+                    step_runs.c.status == StepStatus.RETRYING.value
+                )
+            ).scalar()
+            if next_retry is not None:
+                batch.next_retry_in = max(0.0, next_retry - now)
+    append_events(conn, events)
+    if batch.more_ready:
+        notify(conn, READY_CHANNEL)
+    for run_id in batch.interrupt_runs:
+        notify(conn, CANCEL_CHANNEL, run_id)
+    return batch
+
+
+# --- completing -----------------------------------------------------------------
+
+
+def _apply_outcomes(
+    conn: Connection,
+    owner: str,
+    outcomes: Sequence[StepOutcome],
+    now: float,
+    events: list[dict[str, Any]],
+    batch: Batch,
+) -> None:
+    run_ids = sorted({o.run_id for o in outcomes})
+    if conn.dialect.name == "postgresql":
+        # Lock runs first (see module docstring), so a cancel of the same run
+        # waits for this transaction or this one waits for it, never both.
+        conn.execute(
+            select(runs.c.id).where(runs.c.id.in_(run_ids)).order_by(runs.c.id).with_for_update()
+        )
+    held = dict(
+        conn.execute(
+            select(step_runs.c.id, step_runs.c.lease_epoch)
+            .where(
+                step_runs.c.id.in_([o.step_id for o in outcomes]),
+                step_runs.c.status == StepStatus.RUNNING.value,
+                step_runs.c.lease_owner == owner,
+            )
+            .order_by(step_runs.c.id)
+            .with_for_update()
+        ).all()
+    )
+    by_status: dict[StepStatus, list[StepOutcome]] = defaultdict(list)
+    for outcome in outcomes:
+        if held.get(outcome.step_id) == outcome.lease_epoch:
+            by_status[outcome.status].append(outcome)
+        else:
+            # Another worker owns this step now, or the run was cancelled:
+            # the database already says what happened; this report is stale.
+            batch.rejected.append(outcome.step_id)
+    batch.accepted = len(outcomes) - len(batch.rejected)
+    if not batch.accepted:
+        return
+
+    fence = (
+        (step_runs.c.id == bindparam("b_id"))
+        & (step_runs.c.lease_owner == owner)
+        & (step_runs.c.lease_epoch == bindparam("b_epoch"))
+    )
+    released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+
+    done = by_status.get(StepStatus.COMPLETED, [])
+    if done:
+        conn.execute(
+            update(step_runs)
+            .where(fence, step_may_become(StepStatus.COMPLETED))
+            .values(
+                status=StepStatus.COMPLETED.value,
+                result=bindparam("b_result", type_=step_runs.c.result.type),
+                input=bindparam("b_input", type_=step_runs.c.input.type),
+                error=None,
+                completed_at=now,
+                **released,
+            ),
+            [_params(o, b_result=o.output) for o in done],
+        )
+        ready_params = [{"b_run": o.run_id, "b_name": name} for o in done for name in o.dependents]
+        if ready_params:
+            conn.execute(
+                update(step_runs)
+                .where(
+                    step_runs.c.run_id == bindparam("b_run"),
+                    step_runs.c.name == bindparam("b_name"),
+                    step_runs.c.status == StepStatus.PENDING.value,
+                )
+                .values(deps_remaining=step_runs.c.deps_remaining - 1, available_at=now),
+                ready_params,
+            )
+        for o in done:
+            events.append(_step_event(o, "step.completed", now))
+
+    retrying = by_status.get(StepStatus.RETRYING, [])
+    if retrying:
+        conn.execute(
+            update(step_runs)
+            .where(fence, step_may_become(StepStatus.RETRYING))
+            .values(
+                status=StepStatus.RETRYING.value,
+                retry_count=step_runs.c.retry_count + 1,
+                result=bindparam("b_result", type_=step_runs.c.result.type),
+                input=bindparam("b_input", type_=step_runs.c.input.type),
+                error=bindparam("b_error"),
+                available_at=now + bindparam("b_delay"),
+                **released,
+            ),
+            [
+                _params(o, b_result=o.output, b_error=o.error, b_delay=o.retry_delay)
+                for o in retrying
+            ],
+        )
+        for o in retrying:
+            events.append(
+                _step_event(
+                    o,
+                    "step.retrying",
+                    now,
+                    level="warning",
+                    message=o.error,
+                    extra={"retry_in": round(o.retry_delay, 3)},
+                )
+            )
+
+    failed = by_status.get(StepStatus.FAILED, [])
+    if failed:
+        conn.execute(
+            update(step_runs)
+            .where(fence, step_may_become(StepStatus.FAILED))
+            .values(
+                status=StepStatus.FAILED.value,
+                result=bindparam("b_result", type_=step_runs.c.result.type),
+                input=bindparam("b_input", type_=step_runs.c.input.type),
+                error=bindparam("b_error"),
+                completed_at=now,
+                **released,
+            ),
+            [_params(o, b_result=o.output, b_error=o.error) for o in failed],
+        )
+        for o in failed:
+            events.append(_step_event(o, "step.failed", now, level="error", message=o.error))
+        # Fail fast: the run has failed, so nothing else of it should start,
+        # and what is still running elsewhere is told to stop.
+        for run_id in sorted({o.run_id for o in failed}):
+            first = next(o for o in failed if o.run_id == run_id)
+            stopped = cancel_remaining_steps(
+                conn, run_id, now, events, reason=f"step '{first.step_name}' failed"
+            )
+            if stopped:
+                batch.interrupt_runs.append(run_id)
+
+    handed_back = by_status.get(StepStatus.PENDING, [])
+    if handed_back:
+        conn.execute(
+            update(step_runs)
+            .where(fence, step_may_become(StepStatus.PENDING))
+            .values(status=StepStatus.PENDING.value, available_at=now, **released),
+            [_params(o) for o in handed_back],
+        )
+        for o in handed_back:
+            events.append(_step_event(o, "step.released", now, message="worker shutting down"))
+
+    for o in outcomes:
+        if o.logs and o.step_id in held:
+            for level, message, data in o.logs:
+                events.append(
+                    event_row(
+                        o.run_id,
+                        "log",
+                        now,
+                        step_id=o.step_id,
+                        level=level,
+                        message=message,
+                        data=data,
+                    )
+                )
+
+    # A run can only have ended if one of its sinks completed or a step failed:
+    # the last step to complete in a DAG has no dependents.
+    to_settle = {o.run_id for o in done if not o.dependents} | {o.run_id for o in failed}
+    if to_settle:
+        batch.finished_runs.extend(settle_runs(conn, sorted(to_settle), now, events))
+
+
+def _params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
+    return {"b_id": o.step_id, "b_epoch": o.lease_epoch, "b_input": o.input, **extra}
+
+
+def _step_event(
+    o: StepOutcome,
+    type_: str,
+    now: float,
+    *,
+    level: str = "info",
+    message: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    data: dict[str, Any] = {"step": o.step_name, "attempt": o.attempt}
+    if o.duration_ms is not None:
+        data["duration_ms"] = round(o.duration_ms, 3)
+    if extra:
+        data.update(extra)
+    return event_row(
+        o.run_id, type_, now, step_id=o.step_id, level=level, message=message, data=data
+    )
+
+
+# --- claiming -------------------------------------------------------------------
+
+_running = aliased(step_runs)
+_RUNNING_IN_RUN = (
+    select(func.count())
+    .where(_running.c.run_id == step_runs.c.run_id, _running.c.status == StepStatus.RUNNING.value)
+    .scalar_subquery()
+)
+_CLAIM_COLUMNS = (
+    step_runs.c.id,
+    step_runs.c.run_id,
+    step_runs.c.name,
+    step_runs.c.type,
+    step_runs.c.payload,
+    step_runs.c.lease_epoch,
+    step_runs.c.retry_count,
+    step_runs.c.max_retries,
+    step_runs.c.retry_policy,
+    step_runs.c.timeout_s,
+    step_runs.c.dependents,
+    step_runs.c.agent,
+    step_runs.c.checkpoint,
+    step_runs.c.has_templates,
+)
+
+
+def _claim(
+    conn: Connection,
+    owner: str,
+    limit: int,
+    lease_ttl: float,
+    now: float,
+    events: list[dict[str, Any]],
+    batch: Batch,
+) -> None:
+    postgres = conn.dialect.name == "postgresql"
+    candidates_q = (
+        select(step_runs.c.id, step_runs.c.run_id)
+        .join(runs, runs.c.id == step_runs.c.run_id)
+        .where(
+            step_runs.c.status.in_(_CLAIMABLE),
+            step_runs.c.deps_remaining == 0,
+            step_runs.c.available_at <= now,
+            runs.c.status.in_(_ACTIVE_RUNS),
+            # Skip runs already at max_concurrency; exact capacity is checked below.
+            runs.c.max_concurrency > _RUNNING_IN_RUN,
+        )
+        .order_by(step_runs.c.priority.desc(), step_runs.c.available_at, step_runs.c.seq)
+        .limit(limit + 1)  # one more than we take tells us whether work is left
+    )
+    if postgres:
+        candidates_q = candidates_q.with_for_update(of=step_runs, skip_locked=True)
+    candidates = conn.execute(candidates_q).all()
+    if not candidates:
+        return
+
+    run_ids = sorted({c.run_id for c in candidates})
+    capacity_q = select(runs.c.id, runs.c.max_concurrency).where(runs.c.id.in_(run_ids))
+    if postgres:
+        # The run row is the mutex for its concurrency budget: a run another
+        # worker is scheduling right now is skipped, not waited for.
+        capacity_q = capacity_q.order_by(runs.c.id).with_for_update(skip_locked=True)
+    capacity = dict(conn.execute(capacity_q).all())
+    running_now = dict(
+        conn.execute(
+            select(step_runs.c.run_id, func.count())
+            .where(
+                step_runs.c.run_id.in_(list(capacity)),
+                step_runs.c.status == StepStatus.RUNNING.value,
+            )
+            .group_by(step_runs.c.run_id)
+        ).all()
+    )
+    chosen: list[str] = []
+    trimmed = False
+    for cand in candidates:
+        if len(chosen) == limit:
+            batch.more_ready = True
+            break
+        room = capacity.get(cand.run_id, 0) - running_now.get(cand.run_id, 0)
+        if room <= 0:
+            trimmed = trimmed or cand.run_id in capacity
+            continue
+        running_now[cand.run_id] = running_now.get(cand.run_id, 0) + 1
+        chosen.append(cand.id)
+    if not chosen:
+        return
+    # Capacity trimmed some candidates: others further down may be claimable.
+    batch.more_ready = batch.more_ready or trimmed
+
+    rows = conn.execute(
+        update(step_runs)
+        .where(
+            step_runs.c.id.in_(chosen),
+            step_may_become(StepStatus.RUNNING),
+            step_runs.c.deps_remaining == 0,
+        )
+        .values(
+            status=StepStatus.RUNNING.value,
+            lease_owner=owner,
+            lease_epoch=step_runs.c.lease_epoch + 1,
+            lease_expires_at=now + lease_ttl,
+            started_at=now,
+            updated_at=now,
+        )
+        .returning(*_CLAIM_COLUMNS)
+    ).all()
+    order = {step_id: i for i, step_id in enumerate(chosen)}
+    claimed = sorted(
+        (
+            ClaimedStep(
+                id=r.id,
+                run_id=r.run_id,
+                name=r.name,
+                type=r.type,
+                payload=r.payload,
+                lease_epoch=r.lease_epoch,
+                retry_count=r.retry_count,
+                max_retries=r.max_retries,
+                retry_policy=r.retry_policy,
+                timeout_s=r.timeout_s,
+                dependents=r.dependents,
+                agent=r.agent,
+                checkpoint=r.checkpoint,
+                has_templates=bool(r.has_templates),
+            )
+            for r in rows
+        ),
+        key=lambda c: order[c.id],
+    )
+    started_runs = conn.execute(
+        update(runs)
+        .where(runs.c.id.in_({c.run_id for c in claimed}), runs.c.status == RunStatus.PENDING.value)
+        # pending -> running is the run's first claim; settle_runs never needs it
+        .values(
+            status=RunStatus.RUNNING.value,
+            started_at=now,
+            deadline_at=now + runs.c.timeout_s,
+            updated_at=now,
+        )
+        .returning(runs.c.id, runs.c.timeout_s)
+    ).all()
+    for run_id, timeout_s in started_runs:
+        events.append(event_row(run_id, "run.started", now, data={"status": "running"}))
+        if timeout_s is not None:
+            soonest = batch.next_deadline_in
+            batch.next_deadline_in = timeout_s if soonest is None else min(soonest, timeout_s)
+    for c in claimed:
+        events.append(
+            event_row(
+                c.run_id,
+                "step.started",
+                now,
+                step_id=c.id,
+                data={"step": c.name, "attempt": c.retry_count + 1, "worker": owner},
+            )
+        )
+    _load_template_sources(conn, [c for c in claimed if c.has_templates])
+    batch.claimed.extend(claimed)
+
+
+def _load_template_sources(conn: Connection, claimed: Sequence[ClaimedStep]) -> None:
+    """Fetch what `${...}` in these payloads can refer to: run input, upstream outputs."""
+    if not claimed:
+        return
+    run_ids = sorted({c.run_id for c in claimed})
+    inputs = dict(conn.execute(select(runs.c.id, runs.c.input).where(runs.c.id.in_(run_ids))).all())
+    wanted: set[str] = set()
+    for c in claimed:
+        # A bad template is reported on the step by the worker, not here.
+        with contextlib.suppress(ValueError):
+            wanted.update(ref.step for ref in iter_references(c.payload) if ref.step)
+    outputs: dict[str, dict[str, Any]] = defaultdict(dict)
+    if wanted:
+        rows = conn.execute(
+            select(step_runs.c.run_id, step_runs.c.name, step_runs.c.result).where(
+                step_runs.c.run_id.in_(run_ids),
+                step_runs.c.name.in_(sorted(wanted)),
+                step_runs.c.status == StepStatus.COMPLETED.value,
+            )
+        )
+        for run_id, name, result in rows:
+            outputs[run_id][name] = result
+    for c in claimed:
+        c.workflow_input = inputs.get(c.run_id)
+        c.upstream_outputs = outputs.get(c.run_id, {})
+
+
+# --- leases ---------------------------------------------------------------------
+
+
+def renew_leases(
+    conn: Connection, owner: str, leases: dict[str, int], lease_ttl: float
+) -> set[str]:
+    """Extend our leases; return the step ids we still hold (owner and epoch match)."""
+    if not leases:
+        return set()
+    now = read_now(conn)
+    locked = select(step_runs.c.id).where(
+        step_runs.c.id.in_(list(leases)),
+        step_runs.c.status == StepStatus.RUNNING.value,
+        step_runs.c.lease_owner == owner,
+    )
+    if conn.dialect.name == "postgresql":
+        locked = locked.order_by(step_runs.c.id).with_for_update()
+    rows = conn.execute(
+        update(step_runs)
+        .where(step_runs.c.id.in_(locked.scalar_subquery()))
+        .values(lease_expires_at=now + lease_ttl)
+        .returning(step_runs.c.id, step_runs.c.lease_epoch)
+    ).all()
+    return {step_id for step_id, epoch in rows if leases.get(step_id) == epoch}
+
+
+def save_checkpoint(
+    conn: Connection, owner: str, step_id: str, lease_epoch: int, checkpoint: dict[str, Any]
+) -> bool:
+    """Durably record an executor's progress; False if we no longer hold the lease."""
+    result = conn.execute(
+        update(step_runs)
+        .where(
+            step_runs.c.id == step_id,
+            step_runs.c.status == StepStatus.RUNNING.value,
+            step_runs.c.lease_owner == owner,
+            step_runs.c.lease_epoch == lease_epoch,
+        )
+        .values(checkpoint=checkpoint)
+    )
+    return result.rowcount == 1
+
+
+def expire_stale_leases(conn: Connection, *, limit: int = 1000) -> list[str]:
+    """The rescuer: steps whose worker stopped renewing go back to the queue.
+
+    A lost lease is not the step's fault, so it does not count as a retry.
+    """
+    now = read_now(conn)
+    stale = (
+        select(step_runs.c.id)
+        .where(
+            step_runs.c.status == StepStatus.RUNNING.value,
+            step_runs.c.lease_expires_at < now,
+        )
+        .order_by(step_runs.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stale = stale.with_for_update(skip_locked=True)
+    return _requeue(conn, list(conn.execute(stale).scalars()), now, "lease expired")
+
+
+def recover_orphaned_steps(conn: Connection) -> list[str]:
+    """SQLite only, at startup: the data-dir lock proves no other process is
+    alive, so every running step belongs to a process that died."""
+    now = read_now(conn)
+    ids = list(
+        conn.execute(
+            select(step_runs.c.id).where(step_runs.c.status == StepStatus.RUNNING.value)
+        ).scalars()
+    )
+    return _requeue(conn, ids, now, "the process that ran it stopped")
+
+
+def _requeue(conn: Connection, ids: list[str], now: float, why: str) -> list[str]:
+    if not ids:
+        return []
+    rows = conn.execute(
+        update(step_runs)
+        .where(
+            step_runs.c.id.in_(ids),
+            step_may_become(StepStatus.RETRYING, only_from=[StepStatus.RUNNING]),
+        )
+        .values(
+            status=StepStatus.RETRYING.value,
+            available_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
+        .returning(step_runs.c.id, step_runs.c.run_id, step_runs.c.name)
+    ).all()
+    append_events(
+        conn,
+        [
+            event_row(
+                r.run_id,
+                "step.lease_expired",
+                now,
+                step_id=r.id,
+                level="warning",
+                message=f"{why}; the step will run again",
+                data={"step": r.name},
+            )
+            for r in rows
+        ],
+    )
+    if rows:
+        notify(conn, READY_CHANNEL)
+    return [r.id for r in rows]
+
+
+@dataclass(slots=True)
+class Timers:
+    """Seconds from now until the next time-based event, or None."""
+
+    next_retry_in: float | None
+    next_lease_expiry_in: float | None
+    next_deadline_in: float | None
+
+
+def next_timers(conn: Connection) -> Timers:
+    now = read_now(conn)
+    retry, lease, deadline = conn.execute(
+        select(
+            select(func.min(step_runs.c.available_at))
+            .where(step_runs.c.status == StepStatus.RETRYING.value)
+            .scalar_subquery(),
+            select(func.min(step_runs.c.lease_expires_at))
+            .where(step_runs.c.status == StepStatus.RUNNING.value)
+            .scalar_subquery(),
+            select(func.min(runs.c.deadline_at))
+            .where(runs.c.status == RunStatus.RUNNING.value)
+            .scalar_subquery(),
+        )
+    ).one()
+
+    def until(t: float | None) -> float | None:
+        return None if t is None else max(0.0, t - now)
+
+    return Timers(until(retry), until(lease), until(deadline))
+
+
+def queue_depth(conn: Connection) -> int:
+    """Steps that could run now if a worker had room."""
+    now = read_now(conn)
+    return conn.execute(
+        select(func.count())
+        .select_from(step_runs)
+        .where(
+            step_runs.c.status.in_(_CLAIMABLE),
+            step_runs.c.deps_remaining == 0,
+            step_runs.c.available_at <= now,
+        )
+    ).scalar_one()

@@ -1,0 +1,367 @@
+"""Runs and their steps: creation, reads, cancellation, timeouts, and the one
+place a run's status is recomputed from its steps (`settle_runs`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from flowctl.domain.durations import format_duration
+from flowctl.domain.states import (
+    ACTIVE_RUN_STATUSES,
+    RunStatus,
+    StepStatus,
+    can_transition_run,
+    derive_run_status,
+)
+from flowctl.store.clock import read_now
+from flowctl.store.events import append_events, event_row
+from flowctl.store.guards import run_may_become, step_may_become
+from flowctl.store.notify import CANCEL_CHANNEL, READY_CHANNEL, notify
+from flowctl.store.schema import definitions, runs, step_runs
+
+_ACTIVE = [s.value for s in ACTIVE_RUN_STATUSES]
+
+
+def create_run(
+    conn: Connection,
+    run: dict[str, Any],
+    steps: Sequence[dict[str, Any]],
+    definition: dict[str, Any] | None = None,
+) -> float:
+    """Insert a run and all its steps (and a one-shot definition) in one go.
+
+    Steps without dependencies are claimable as soon as this commits, so a run
+    is never left pending with nothing queued. Returns the creation time.
+    """
+    now = read_now(conn)
+    if definition is not None:
+        conn.execute(insert(definitions), {**definition, "created_at": now, "updated_at": now})
+    conn.execute(insert(runs), {**run, "created_at": now, "updated_at": now})
+    conn.execute(
+        insert(step_runs),
+        [{**s, "created_at": now, "updated_at": now, "available_at": now} for s in steps],
+    )
+    append_events(
+        conn,
+        [event_row(run["id"], "run.created", now, data={"status": RunStatus.PENDING.value})],
+    )
+    if any(s["deps_remaining"] == 0 for s in steps):
+        notify(conn, READY_CHANNEL)
+    return now
+
+
+# --- reads ------------------------------------------------------------------------
+
+
+def get_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def get_run_steps(conn: Connection, run_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(step_runs).where(step_runs.c.run_id == run_id).order_by(step_runs.c.seq)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def get_run_with_steps(
+    conn: Connection, run_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    run = get_run(conn, run_id)
+    if run is None:
+        return None
+    return run, get_run_steps(conn, run_id)
+
+
+def get_step(conn: Connection, step_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(step_runs).where(step_runs.c.id == step_id)).mappings().first()
+    return dict(row) if row else None
+
+
+RUN_SORT_COLUMNS = {
+    "created_at": runs.c.created_at,
+    "updated_at": runs.c.updated_at,
+    "completed_at": runs.c.completed_at,
+    "status": runs.c.status,
+    "name": runs.c.name,
+}
+
+
+@dataclass(slots=True)
+class RunFilter:
+    kinds: Sequence[str] | None = None
+    statuses: Sequence[str] | None = None
+    definition_id: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    sort_by: str = "created_at"
+    descending: bool = True
+    offset: int = 0
+    limit: int = 20
+
+
+def list_runs(
+    conn: Connection, flt: RunFilter, *, include_steps: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    where = []
+    if flt.kinds:
+        where.append(runs.c.kind.in_(flt.kinds))
+    if flt.statuses:
+        where.append(runs.c.status.in_(flt.statuses))
+    if flt.definition_id:
+        where.append(runs.c.definition_id == flt.definition_id)
+    if flt.created_after is not None:
+        where.append(runs.c.created_at > flt.created_after)
+    if flt.created_before is not None:
+        where.append(runs.c.created_at < flt.created_before)
+    total = conn.execute(select(func.count()).select_from(runs).where(*where)).scalar_one()
+    column = RUN_SORT_COLUMNS[flt.sort_by]
+    order = [column.desc() if flt.descending else column.asc(), runs.c.id]
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            select(runs).where(*where).order_by(*order).offset(flt.offset).limit(flt.limit)
+        ).mappings()
+    ]
+    if include_steps and rows:
+        by_run: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for step in conn.execute(
+            select(step_runs)
+            .where(step_runs.c.run_id.in_([r["id"] for r in rows]))
+            .order_by(step_runs.c.run_id, step_runs.c.seq)
+        ).mappings():
+            by_run[step["run_id"]].append(dict(step))
+        for row in rows:
+            row["steps"] = by_run.get(row["id"], [])
+    return rows, total
+
+
+def count_by_status(conn: Connection) -> dict[str, dict[str, int]]:
+    run_counts = dict(
+        conn.execute(select(runs.c.status, func.count()).group_by(runs.c.status)).all()
+    )
+    step_counts = dict(
+        conn.execute(select(step_runs.c.status, func.count()).group_by(step_runs.c.status)).all()
+    )
+    return {"runs": run_counts, "steps": step_counts}
+
+
+# --- status changes ---------------------------------------------------------------
+
+
+def settle_runs(
+    conn: Connection,
+    run_ids: Sequence[str],
+    now: float,
+    events: list[dict[str, Any]],
+    *,
+    error: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[tuple[str, RunStatus]]:
+    """Recompute each run's status from its steps and apply it if it changed.
+
+    This is the only place a run reaches completed, failed or cancelled. Returns
+    the runs that moved, with their new status.
+    """
+    if not run_ids:
+        return []
+    counts: dict[str, dict[StepStatus, int]] = defaultdict(dict)
+    for run_id, status, n in conn.execute(
+        select(step_runs.c.run_id, step_runs.c.status, func.count())
+        .where(step_runs.c.run_id.in_(run_ids))
+        .group_by(step_runs.c.run_id, step_runs.c.status)
+    ):
+        counts[run_id][StepStatus(status)] = n
+    current = dict(
+        conn.execute(select(runs.c.id, runs.c.status).where(runs.c.id.in_(run_ids))).all()
+    )
+    moved: list[tuple[str, RunStatus]] = []
+    for run_id in run_ids:
+        if run_id not in current:
+            continue
+        source = RunStatus(current[run_id])
+        target = derive_run_status(counts.get(run_id, {}))
+        if target == source or not can_transition_run(source, target):
+            continue
+        values: dict[str, Any] = {"status": target.value, "updated_at": now, **(extra or {})}
+        message = error
+        if target in (RunStatus.COMPLETED, RunStatus.FAILED):
+            values["completed_at"] = now
+        if target == RunStatus.FAILED and message is None:
+            message = _failed_step_message(conn, run_id)
+        if target == RunStatus.RUNNING:
+            values["started_at"] = func.coalesce(runs.c.started_at, now)
+        if message is not None and target != RunStatus.RUNNING:
+            values["error"] = message
+        result = conn.execute(
+            update(runs).where(runs.c.id == run_id, run_may_become(target)).values(**values)
+        )
+        if result.rowcount:
+            moved.append((run_id, target))
+            level = "error" if target == RunStatus.FAILED else "info"
+            events.append(
+                event_row(
+                    run_id,
+                    f"run.{target.value}",
+                    now,
+                    level=level,
+                    message=values.get("error"),
+                    data={"status": target.value},
+                )
+            )
+    return moved
+
+
+def _failed_step_message(conn: Connection, run_id: str) -> str:
+    row = conn.execute(
+        select(step_runs.c.name, step_runs.c.error)
+        .where(step_runs.c.run_id == run_id, step_runs.c.status == StepStatus.FAILED.value)
+        .order_by(step_runs.c.completed_at, step_runs.c.seq)
+        .limit(1)
+    ).first()
+    if row is None:
+        return "Run failed"
+    return f"Step '{row.name}' failed: {row.error or 'unknown error'}"
+
+
+def cancel_remaining_steps(
+    conn: Connection, run_id: str, now: float, events: list[dict[str, Any]], *, reason: str
+) -> bool:
+    """Cancel every unfinished step of the run. True if some were running: their
+    leases are revoked here, and their workers must be told to stop."""
+    values = {
+        "status": StepStatus.CANCELLED.value,
+        "error": f"Cancelled: {reason}",
+        "completed_at": now,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    had_running = False
+    for among in ((StepStatus.RUNNING,), (StepStatus.PENDING, StepStatus.RETRYING)):
+        rows = conn.execute(
+            update(step_runs)
+            .where(
+                step_runs.c.run_id == run_id,
+                step_may_become(StepStatus.CANCELLED, only_from=among),
+            )
+            .values(**values)
+            .returning(step_runs.c.id, step_runs.c.name)
+        ).all()
+        had_running = had_running or (among == (StepStatus.RUNNING,) and bool(rows))
+        events.extend(
+            event_row(
+                run_id,
+                "step.cancelled",
+                now,
+                step_id=row.id,
+                message=values["error"],
+                data={"step": row.name},
+            )
+            for row in rows
+        )
+    return had_running
+
+
+@dataclass(slots=True)
+class CancelResult:
+    found: bool
+    cancelled: bool
+    status: str | None  # the run's status after the attempt
+
+
+def cancel_run(
+    conn: Connection,
+    run_id: str,
+    *,
+    by: str | None = None,
+    reason: str | None = None,
+) -> CancelResult:
+    """Cancel a pending or running run: its unfinished steps stop now.
+
+    Exactly one of two racing cancels (or a cancel racing the run's last
+    completion) wins; the other sees the run already ended.
+    """
+    query = select(runs.c.status).where(runs.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    status = conn.execute(query).scalar()
+    if status is None:
+        return CancelResult(False, False, None)
+    if status not in _ACTIVE:
+        return CancelResult(True, False, status)
+    now = read_now(conn)
+    events: list[dict[str, Any]] = []
+    reason_text = reason or "cancelled by user"
+    cancel_remaining_steps(conn, run_id, now, events, reason=reason_text)
+    run_error = f"Cancelled: {reason}" if reason else "Cancelled"
+    result = conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, run_may_become(RunStatus.CANCELLED))
+        .values(
+            status=RunStatus.CANCELLED.value,
+            cancelled_at=now,
+            cancelled_by=by,
+            error=run_error,
+            updated_at=now,
+        )
+    )
+    if not result.rowcount:  # pragma: no cover - guarded by the lock above
+        return CancelResult(True, False, status)
+    events.append(
+        event_row(
+            run_id,
+            "run.cancelled",
+            now,
+            message=run_error,
+            data={"status": RunStatus.CANCELLED.value, "cancelled_by": by},
+        )
+    )
+    append_events(conn, events)
+    notify(conn, CANCEL_CHANNEL, run_id)
+    return CancelResult(True, True, RunStatus.CANCELLED.value)
+
+
+def fail_timed_out_runs(conn: Connection, *, limit: int = 100) -> list[str]:
+    """Fail running runs past their deadline; their steps stop. Returns their ids."""
+    now = read_now(conn)
+    query = (
+        select(runs.c.id, runs.c.timeout_s)
+        .where(runs.c.status == RunStatus.RUNNING.value, runs.c.deadline_at <= now)
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    expired = conn.execute(query).all()
+    events: list[dict[str, Any]] = []
+    for run_id, timeout_s in expired:
+        message = f"Workflow timed out after {format_duration(timeout_s)}"
+        # Running steps fail (they were cut off); the rest never ran.
+        conn.execute(
+            update(step_runs)
+            .where(
+                step_runs.c.run_id == run_id,
+                step_may_become(StepStatus.FAILED, only_from=[StepStatus.RUNNING]),
+            )
+            .values(
+                status=StepStatus.FAILED.value,
+                error=message,
+                completed_at=now,
+                updated_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        )
+        cancel_remaining_steps(conn, run_id, now, events, reason=message)
+        settle_runs(conn, [run_id], now, events, error=message)
+        notify(conn, CANCEL_CHANNEL, run_id)
+    append_events(conn, events)
+    return [run_id for run_id, _ in expired]

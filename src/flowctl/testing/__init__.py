@@ -1,0 +1,1 @@
+"""Helpers to run real flowctl processes from tests and benchmarks."""
