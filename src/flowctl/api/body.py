@@ -43,6 +43,10 @@ async def read_json(request: Request, *, max_bytes: int, max_depth: int) -> Any:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson refuses nesting past 1024 itself
+            raise ApiError(
+                400, f"Request body is nested more than {max_depth} levels deep"
+            ) from None
         raise ApiError(400, f"Request body is not valid JSON: {exc}") from None
     depth = json_depth(value, limit=max_depth)
     if depth > max_depth:

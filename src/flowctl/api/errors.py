@@ -97,12 +97,11 @@ def error_body(
 def error_response(
     request: Request, status_code: int, message: str, errors: Sequence[FieldError] = ()
 ) -> JSONBody:
+    # The X-Request-ID header itself is added by RequestContextMiddleware.
     request_id = getattr(request.state, "request_id", None)
-    headers = {"X-Request-ID": request_id} if request_id else None
     return JSONBody(
         error_body(request.url.path, request_id, status_code, message, errors),
         status_code=status_code,
-        headers=headers,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from flowctl.domain.durations import format_duration
 from flowctl.domain.states import (
     ACTIVE_RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
     RunStatus,
     StepStatus,
     can_transition_run,
@@ -192,7 +193,8 @@ def settle_runs(
             continue
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **(extra or {})}
         message = error
-        if target in (RunStatus.COMPLETED, RunStatus.FAILED):
+        if target in TERMINAL_RUN_STATUSES:
+            # completed_at is when the run ended, however it ended.
             values["completed_at"] = now
         if target == RunStatus.FAILED and message is None:
             message = _failed_step_message(conn, run_id)
@@ -309,6 +311,7 @@ def cancel_run(
             status=RunStatus.CANCELLED.value,
             cancelled_at=now,
             cancelled_by=by,
+            completed_at=now,
             error=run_error,
             updated_at=now,
         )
