@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from flowctl.domain.graph import (
@@ -37,7 +39,7 @@ def assert_cycle_path_is_real(path: str, deps: dict[str, tuple[str, ...]]) -> No
     assert len(names) >= 3
     assert names[0] == names[-1]
     assert len(set(names[:-1])) == len(names) - 1
-    for before, after in zip(names, names[1:], strict=False):
+    for before, after in itertools.pairwise(names):
         assert before in deps[after], (before, after)
 
 

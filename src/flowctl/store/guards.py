@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import Column, ColumnElement, literal_column
 
 from flowctl.domain.states import RunStatus, StepStatus, run_sources, step_sources
 from flowctl.store.schema import runs, step_runs
@@ -21,8 +21,15 @@ def step_may_become(
         if not narrowed <= sources:
             raise ValueError(f"{sorted(narrowed - sources)} cannot become {target}")
         sources = narrowed
-    return step_runs.c.status.in_(sorted(s.value for s in sources))
+    return _status_in(step_runs.c.status, sources)
 
 
 def run_may_become(target: RunStatus) -> ColumnElement[bool]:
-    return runs.c.status.in_(sorted(s.value for s in run_sources(target)))
+    return _status_in(runs.c.status, run_sources(target))
+
+
+def _status_in(column: Column, statuses: Iterable[StepStatus | RunStatus]) -> ColumnElement[bool]:
+    # Inlined constants rather than an expanding bind parameter: these guards
+    # also go into executemany() batches, where expanding IN is not allowed.
+    # The values are our own enum members, never user input.
+    return column.in_([literal_column(f"'{s.value}'") for s in sorted(statuses)])
