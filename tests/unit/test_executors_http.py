@@ -100,7 +100,7 @@ class _Recorder(ThreadingHTTPServer):
 def server() -> Iterator[Server]:
     httpd = _Recorder(("127.0.0.1", 0), _Handler)
     httpd.seen = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", httpd.seen)

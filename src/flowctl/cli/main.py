@@ -55,6 +55,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _runtime(settings: Settings, **kwargs):
+    """The engine, with its database opened here so that a locked SQLite data
+    directory is a one-line error rather than a failed startup traceback."""
+    from flowctl.engine.runtime import Runtime
+    from flowctl.store.database import DataDirLocked
+
+    runtime = Runtime(settings, **kwargs)
+    try:
+        runtime.db.open()
+    except DataDirLocked as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    return runtime
+
+
 @app.command()
 def server(
     host: Annotated[str | None, typer.Option(help="Address to bind [127.0.0.1]")] = None,
@@ -95,8 +110,9 @@ def server(
         )
         raise typer.Exit(2)
     _configure_logging(settings.log_level)
+    runtime = _runtime(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, runtime),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -121,13 +137,12 @@ def worker(
     """Run the engine and a worker pool only (scale-out on PostgreSQL)."""
     import uvloop
 
-    from flowctl.engine.runtime import Runtime
-
     settings = _settings(data_dir=data_dir, worker_concurrency=workers, log_level=log_level)
     _configure_logging(settings.log_level)
 
+    runtime = _runtime(settings, with_worker=True)
+
     async def main() -> None:
-        runtime = Runtime(settings, with_worker=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

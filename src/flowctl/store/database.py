@@ -108,7 +108,10 @@ class Database:
     # --- lifecycle -------------------------------------------------------------
 
     def open(self, *, lock: bool = True) -> None:
-        """Create engines. With `lock`, SQLite's data directory is locked for us."""
+        """Create engines. With `lock`, SQLite's data directory is locked for us.
+        Opening an open database does nothing."""
+        if self._write_engine is not None or self._async_engine is not None:
+            return
         if self.is_sqlite:
             path = self.url.database
             if path and path != ":memory:":
