@@ -23,11 +23,15 @@ run: setup
 # The whole suite. PostgreSQL tests run when FLOWCTL_TEST_PG_URL (default
 # postgresql://postgres@127.0.0.1:5432/test) is reachable, skip otherwise, and
 # are required when CI=true.
+# Tests marked `serial` stop shared services (PostgreSQL), so they run alone
+# after the rest.
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 test-postgres: setup
-	$(BIN)/python -m pytest -m postgres -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 -m "postgres and not serial"
+	$(BIN)/python -m pytest -m "postgres and serial"
 
 bench: setup
 	$(BIN)/python bench/run.py

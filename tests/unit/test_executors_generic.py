@@ -132,7 +132,7 @@ def test_output_is_capped_and_child_does_not_block() -> None:
     # Far more than a pipe buffer, on both streams, so a reader that stopped
     # reading at the cap would deadlock the child.
     code = "import sys; sys.stdout.write('a' * 2_000_000); sys.stderr.write('b' * 2_000_000)"
-    ctx = ctx_for(py(code), max_output_bytes=200)
+    ctx = ctx_for(py(code), max_output_bytes=400)
 
     async def bounded() -> Any:
         async with asyncio.timeout(10):  # a blocked child shows up as TimeoutError

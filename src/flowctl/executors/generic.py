@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import time
+from asyncio.subprocess import DEVNULL, PIPE
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -142,14 +143,12 @@ def _parse_json(stdout: str, truncated: bool) -> Any:
 
 def _start_failure(exc: OSError, argv: list[str], cwd: str | None) -> StepFailed:
     """A clear message for a command that could not be started."""
-    if cwd is not None and exc.filename == cwd:
-        subject = f"working directory {cwd}"
-    else:
-        subject = f"command {argv[0]}"
+    cwd_failed = cwd is not None and exc.filename == cwd
+    subject = f"working directory {cwd}" if cwd_failed else f"command {argv[0]}"
     if isinstance(exc, FileNotFoundError):
-        if subject.startswith("command"):
-            return StepFailed(f"command not found: {argv[0]}", retryable=False)
-        return StepFailed(f"working directory not found: {cwd}", retryable=False)
+        if cwd_failed:
+            return StepFailed(f"working directory not found: {cwd}", retryable=False)
+        return StepFailed(f"command not found: {argv[0]}", retryable=False)
     if isinstance(exc, PermissionError):
         return StepFailed(f"permission denied: {subject}", retryable=False)
     if isinstance(exc, NotADirectoryError):
@@ -166,16 +165,17 @@ class GenericExecutor(Executor):
     async def execute(self, ctx: StepContext) -> Any:
         payload: GenericPayload = self.parse_payload(ctx.payload)
         argv = payload.argv()
-        cap = max(ctx.max_output_bytes // 2, 0)
+        # stdout, stderr and stdout parsed as `json` all go into one output that
+        # must fit max_output_bytes once serialised: a quarter each leaves room.
+        cap = max(ctx.max_output_bytes // 4, 0)
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.PIPE
-                if payload.stdin is not None
-                else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                # No stdin given: the child must not read the server's.
+                stdin=PIPE if payload.stdin is not None else DEVNULL,
+                stdout=PIPE,
+                stderr=PIPE,
                 cwd=payload.cwd,
                 env=child_environment(payload.environment),
                 start_new_session=True,

@@ -157,7 +157,8 @@ async def send_request(
                 **request,
             ) as response,
         ):
-            raw, truncated = await _read_capped(response, max(ctx.max_output_bytes, 0))
+            # Half the output limit: headers and JSON escaping need the rest.
+            raw, truncated = await _read_capped(response, max(ctx.max_output_bytes // 2, 0))
     except (httpx.RequestError, TimeoutError) as exc:
         failure = transport_failure(exc, method, url, timeout)
         ctx.log("warning", failure.message)
