@@ -1,0 +1,167 @@
+"""The step queue in the store, on SQLite and PostgreSQL: claims, fencing,
+lease expiry and concurrency limits, driven without a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from flowctl.config import Settings
+from flowctl.domain.graph import StepSpec, compile_tasks
+from flowctl.domain.runsettings import RunSettings
+from flowctl.domain.states import StepStatus
+from flowctl.engine.service import NewWorkflow, WorkflowService
+from flowctl.engine.wakeups import Wakeups
+from flowctl.executors.registry import default_registry
+from flowctl.store import queue
+from flowctl.store.database import Database
+from flowctl.store.queue import StepOutcome
+
+
+class Store:
+    def __init__(self, url: str):
+        self.db = Database(url)
+        self.service = WorkflowService(self.db, default_registry(), Wakeups(), Settings())
+
+    async def __aenter__(self) -> Store:
+        self.db.open()
+        await self.db.migrate()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.db.close()
+
+    async def submit(self, *specs: StepSpec, max_concurrency: int = 10) -> str:
+        graph = compile_tasks(list(specs), known_types=self.service.registry.type_names)
+        run, _ = await self.service.submit(
+            NewWorkflow(
+                name="t",
+                kind="tasks",
+                graph=graph,
+                settings=RunSettings(max_concurrency=max_concurrency),
+            )
+        )
+        return run["id"]
+
+    async def claim(self, owner: str, limit: int, ttl: float = 30.0) -> queue.Batch:
+        return await self.db.write(queue.complete_and_claim, owner, [], limit, ttl)
+
+    async def report(self, owner: str, outcome: StepOutcome) -> queue.Batch:
+        return await self.db.write(queue.complete_and_claim, owner, [outcome], 0, 30.0)
+
+    async def step(self, step_id: str) -> dict:
+        return await self.service.get_step(step_id)
+
+
+def done(claimed: queue.ClaimedStep, output=None) -> StepOutcome:
+    return StepOutcome(
+        step_id=claimed.id,
+        run_id=claimed.run_id,
+        step_name=claimed.name,
+        lease_epoch=claimed.lease_epoch,
+        status=StepStatus.COMPLETED,
+        output=output,
+        dependents=claimed.dependents,
+    )
+
+
+@pytest.fixture
+def url(database_url: str | None, tmp_path: Path) -> str:
+    return database_url or f"sqlite:///{tmp_path / 'flowctl.db'}"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_claims_follow_priority_and_respect_max_concurrency(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                *(StepSpec(name=f"p{p}", type="noop", priority=p) for p in (1, 5, 3, 4, 2)),
+                max_concurrency=2,
+            )
+            batch = await store.claim("w1", 10)
+            assert [c.name for c in batch.claimed] == ["p5", "p4"]
+            assert (await store.claim("w2", 10)).claimed == []
+            await store.report("w1", done(batch.claimed[0]))
+            assert [c.name for c in (await store.claim("w2", 10)).claimed] == ["p3"]
+
+    run(scenario())
+
+
+def test_a_dependent_is_claimable_only_after_its_dependency_completes(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                StepSpec(name="a", type="noop"),
+                StepSpec(name="b", type="noop", dependencies=("a",)),
+            )
+            first = await store.claim("w1", 10)
+            assert [c.name for c in first.claimed] == ["a"]
+            assert (await store.claim("w1", 10)).claimed == []
+            batch = await store.db.write(
+                queue.complete_and_claim, "w1", [done(first.claimed[0], {"x": 1})], 10, 30.0
+            )
+            # Completion and the next claim happen in one transaction.
+            assert [c.name for c in batch.claimed] == ["b"]
+
+    run(scenario())
+
+
+def test_a_stale_lease_cannot_complete_or_renew(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(StepSpec(name="a", type="noop"))
+            stale = (await store.claim("w1", 1, ttl=0.3)).claimed[0]
+            await asyncio.sleep(0.5)
+            assert await store.db.write(queue.expire_stale_leases) == [stale.id]
+            fresh = (await store.claim("w2", 1)).claimed[0]
+            assert fresh.id == stale.id and fresh.lease_epoch > stale.lease_epoch
+            # The first worker comes back: its heartbeat and result are refused.
+            held = await store.db.write(
+                queue.renew_leases, "w1", {stale.id: stale.lease_epoch}, 30.0
+            )
+            assert held == set()
+            batch = await store.report("w1", done(stale, {"by": "w1"}))
+            assert batch.rejected == [stale.id] and batch.accepted == 0
+            await store.report("w2", done(fresh, {"by": "w2"}))
+            step = await store.step(stale.id)
+            assert step["status"] == "completed" and step["result"] == {"by": "w2"}
+            assert step["retry_count"] == 0
+
+    run(scenario())
+
+
+def test_two_concurrent_claimers_never_share_a_step(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                *(StepSpec(name=f"s{i}", type="noop") for i in range(60)), max_concurrency=100
+            )
+            # On PostgreSQL a claimer skips a run another claimer has locked
+            # (SKIP LOCKED) rather than waiting, so it takes several rounds.
+            ids: list[str] = []
+            for _ in range(30):
+                batches = await asyncio.gather(*(store.claim(f"w{i}", 7) for i in range(10)))
+                ids += [c.id for b in batches for c in b.claimed]
+                if len(ids) >= 60:
+                    break
+            assert len(ids) == len(set(ids)) == 60
+
+    run(scenario())
+
+
+def test_lease_expiry_uses_the_database_clock(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(StepSpec(name="a", type="noop"))
+            await store.claim("w1", 1, ttl=60)
+            before = time.time()
+            assert await store.db.write(queue.expire_stale_leases) == []
+            assert time.time() - before < 5
+
+    run(scenario())
