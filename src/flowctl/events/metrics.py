@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import prometheus_client
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -24,6 +25,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flowctl import __version__
+
+# `*_created` series double every counter's output and nobody graphs them.
+prometheus_client.disable_created_metrics()
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
