@@ -66,8 +66,7 @@ class Processes:
             proc.kill()
 
 
-@pytest.fixture
-def procs(tmp_path: Path, database_url: str | None) -> Iterator[Processes]:
+def _processes(tmp_path: Path, database_url: str | None) -> Iterator[Processes]:
     started = Processes(tmp_path / "data", database_url)
     try:
         yield started
@@ -76,18 +75,16 @@ def procs(tmp_path: Path, database_url: str | None) -> Iterator[Processes]:
 
 
 @pytest.fixture
+def procs(tmp_path: Path, database_url: str | None) -> Iterator[Processes]:
+    """Processes on the test's database: SQLite, then PostgreSQL."""
+    yield from _processes(tmp_path, database_url)
+
+
+@pytest.fixture
 def sqlite_procs(tmp_path: Path) -> Iterator[Processes]:
-    started = Processes(tmp_path / "data", None)
-    try:
-        yield started
-    finally:
-        started.stop_all()
+    yield from _processes(tmp_path, None)
 
 
 @pytest.fixture
 def pg_procs(tmp_path: Path, pg_database: str) -> Iterator[Processes]:
-    started = Processes(tmp_path / "data", pg_database)
-    try:
-        yield started
-    finally:
-        started.stop_all()
+    yield from _processes(tmp_path, pg_database)

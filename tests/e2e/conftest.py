@@ -19,23 +19,22 @@ def api(request, tmp_path_factory) -> Iterator[Api]:
     database_url = None
     if request.param == "postgres":
         database_url = processes.create_database(require_postgres())
-    data_dir: Path = tmp_path_factory.mktemp(f"server-{request.param}")
-    server = processes.server(
-        data_dir, database_url, log_level="warning", maintenance_interval=0.5
-    ).start()
-    client = Api(server.url)
-    client.server = server
     try:
-        yield client
+        yield from _serve(tmp_path_factory.mktemp(f"server-{request.param}"), database_url)
     finally:
-        server.kill()
         if database_url:
             processes.drop_database(database_url)
 
 
 @pytest.fixture(scope="module")
 def sqlite_api(tmp_path_factory) -> Iterator[Api]:
-    server = processes.server(tmp_path_factory.mktemp("server"), None, log_level="warning").start()
+    yield from _serve(tmp_path_factory.mktemp("server"), None)
+
+
+def _serve(data_dir: Path, database_url: str | None) -> Iterator[Api]:
+    server = processes.server(
+        data_dir, database_url, log_level="warning", maintenance_interval=0.5
+    ).start()
     client = Api(server.url)
     client.server = server
     try:
