@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from helpers import Api, sh
+from helpers import Api, sh, task
 
 FAST_RECOVERY = {"lease_ttl": 2, "maintenance_interval": 0.5}
 
@@ -57,3 +57,26 @@ def test_accepted_run_survives_an_immediate_kill(procs):
     done = api.wait(wf["id"], timeout=30)
     assert done["status"] == "completed"
     assert len(done["tasks"]) == 20
+
+
+def test_sigterm_hands_running_steps_back_without_using_a_retry(procs):
+    server = procs.server(shutdown_grace=0.2, **FAST_RECOVERY)
+    api = Api(server.url)
+    wf = api.submit(
+        {
+            "name": "interrupted",
+            "tasks": [{"name": "s", "type": "sleep", "payload": {"seconds": 2}, "max_retries": 0}],
+        }
+    )
+    api.wait_task(wf["id"], "s", "running")
+    # uvicorn re-raises the SIGTERM after its graceful shutdown: -15 is clean.
+    assert server.stop(timeout=10) in (0, -15)
+    # An API-only process shows what the worker left behind: the step was
+    # handed back (pending), not left running for lease expiry to find.
+    api_only = procs.server("--no-worker")
+    assert task(Api(api_only.url).workflow(wf["id"]), "s")["status"] == "pending"
+    api_only.stop()
+    api = Api(procs.server(**FAST_RECOVERY).url)
+    done = api.wait(wf["id"], timeout=30)
+    assert done["status"] == "completed"
+    assert task(done, "s")["retry_count"] == 0

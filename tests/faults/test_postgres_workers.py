@@ -190,3 +190,23 @@ def _pg_ready() -> bool:
     from helpers import PG_URL
 
     return postgres_reachable(PG_URL, timeout=1)
+
+
+def test_cancel_reaches_a_step_running_in_another_process(pg_procs):
+    api = Api(pg_procs.server("--no-worker", **LEASES).url)
+    pg_procs.worker(**LEASES)
+    wf = api.submit(
+        {"name": "remote", "tasks": [{"name": "s", "type": "sleep", "payload": {"seconds": 60}}]}
+    )
+    api.wait_task(wf["id"], "s", "running")
+    started = time.monotonic()
+    assert api.http.put(f"/api/v1/workflows/{wf['id']}/cancel").status_code == 200
+    done = api.wait(wf["id"], lambda wf: task(wf, "s")["status"] == "cancelled", timeout=5)
+    assert done["status"] == "cancelled"
+    # The worker got the NOTIFY and stopped the step: its slot is free again.
+    wait_for(
+        lambda: api.http.get("/api/v1/metrics").json()["workers"]["busy_slots"] == 0,
+        timeout=2,
+        what="the worker to stop the cancelled step",
+    )
+    assert time.monotonic() - started < 2
