@@ -125,9 +125,7 @@ def server(
     )
 
 
-def worker(
-    data_dir: Path, database_url: str, *extra: str, **settings: object
-) -> FlowctlProcess:
+def worker(data_dir: Path, database_url: str, *extra: str, **settings: object) -> FlowctlProcess:
     data_dir.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex[:8]
     return FlowctlProcess(
@@ -146,9 +144,7 @@ def _admin_dsn(url: str) -> tuple[str, str]:
 
     parsed = make_url(url).set(drivername="postgresql")
     admin = parsed.set(database="postgres")
-    return admin.render_as_string(hide_password=False), parsed.render_as_string(
-        hide_password=False
-    )
+    return admin.render_as_string(hide_password=False), parsed.render_as_string(hide_password=False)
 
 
 def postgres_reachable(url: str, timeout: float = 2.0) -> bool:
@@ -157,7 +153,7 @@ def postgres_reachable(url: str, timeout: float = 2.0) -> bool:
     async def probe() -> bool:
         try:
             conn = await asyncpg.connect(_admin_dsn(url)[0], timeout=timeout)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             return False
         await conn.close()
         return True
