@@ -80,3 +80,35 @@ def test_sigterm_hands_running_steps_back_without_using_a_retry(procs):
     done = api.wait(wf["id"], timeout=30)
     assert done["status"] == "completed"
     assert task(done, "s")["retry_count"] == 0
+
+
+def test_restart_recovery_does_not_requeue_what_the_new_process_claimed(sqlite_procs, tmp_path):
+    # Regression: recovery of a dead process's steps once ran concurrently with
+    # the new dispatcher and requeued steps the new process had just claimed.
+    ran = tmp_path / "ran.log"
+    server = sqlite_procs.server("--workers", "1", **FAST_RECOVERY)
+    api = Api(server.url)
+    wf = api.submit(
+        {
+            "name": "one slot",
+            "tasks": [
+                {
+                    "name": "a",
+                    "type": "generic",
+                    "priority": 9,
+                    "payload": sh(f"echo a >> {ran}; sleep 1"),
+                },
+                *(
+                    {"name": f"b{i}", "type": "generic", "payload": sh(f"echo b{i} >> {ran}")}
+                    for i in range(5)
+                ),
+            ],
+        }
+    )
+    api.wait_task(wf["id"], "a", "running")
+    server.kill()
+    api = Api(sqlite_procs.server("--workers", "8", **FAST_RECOVERY).url)
+    done = api.wait(wf["id"], timeout=30)
+    assert done["status"] == "completed"
+    runs = Counter(ran.read_text().split())
+    assert all(runs[f"b{i}"] == 1 for i in range(5)), runs

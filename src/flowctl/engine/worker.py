@@ -93,6 +93,16 @@ class Worker:
             pid=os.getpid(),
             concurrency=self.slots,
         )
+        if self.db.is_sqlite:
+            # The data-dir lock proves we are the only process: whatever was
+            # running belonged to one that died. Take it back now, not after a
+            # TTL, and before our own dispatcher claims anything (else we would
+            # requeue steps we had just claimed ourselves).
+            recovered = await self._retrying(queue.recover_orphaned_steps)
+            if recovered:
+                log.warning(
+                    "requeued %d step(s) left running by a previous process", len(recovered)
+                )
         self._tasks = [
             asyncio.create_task(self._dispatch_loop(), name="flowctl-dispatch"),
             asyncio.create_task(self._heartbeat_loop(), name="flowctl-heartbeat"),
@@ -376,15 +386,6 @@ class Worker:
     # --- maintenance -----------------------------------------------------------
 
     async def _maintenance_loop(self) -> None:
-        if self.db.is_sqlite:
-            # The data-dir lock proves we are the only process: whatever was
-            # running belonged to one that died. Take it back now, not after a TTL.
-            recovered = await self._retrying(queue.recover_orphaned_steps)
-            if recovered:
-                log.warning(
-                    "requeued %d step(s) left running by a previous process", len(recovered)
-                )
-                self.poke()
         interval = self.settings.maintenance_interval
         while True:
             try:
