@@ -117,14 +117,11 @@ def complete_and_claim(
         _apply_outcomes(conn, owner, outcomes, now, events, batch)
     if claim_limit > 0:
         _claim(conn, owner, claim_limit, lease_ttl, now, events, batch)
-        if len(batch.claimed) < claim_limit:
-            next_retry = conn.execute(
-                select(func.min(step_runs.c.available_at)).where(
-                    step_runs.c.status == StepStatus.RETRYING.value
-                )
-            ).scalar()
-            if next_retry is not None:
-                batch.next_retry_in = max(0.0, next_retry - now)
+    # Retries scheduled by this batch; the maintenance loop's timers cover the
+    # ones other workers scheduled (it wakes at the earliest one).
+    delays = [o.retry_delay for o in outcomes if o.status == StepStatus.RETRYING]
+    if delays:
+        batch.next_retry_in = min(delays)
     append_events(conn, events)
     if batch.more_ready:
         notify(conn, READY_CHANNEL)
@@ -136,6 +133,58 @@ def complete_and_claim(
 # --- completing -----------------------------------------------------------------
 
 
+# The hot path's statements are built once: building SQLAlchemy expressions
+# per call cost more than executing them on SQLite. (FOR UPDATE renders as
+# nothing on SQLite, where the single writer is the lock.)
+_LOCK_RUNS = (
+    select(runs.c.id)
+    .where(runs.c.id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(runs.c.id)
+    .with_for_update()
+)
+_HELD = (
+    select(step_runs.c.id, step_runs.c.lease_epoch)
+    .where(
+        step_runs.c.id.in_(bindparam("step_ids", expanding=True)),
+        step_runs.c.status == StepStatus.RUNNING.value,
+        step_runs.c.lease_owner == bindparam("owner"),
+    )
+    .order_by(step_runs.c.id)
+    .with_for_update()
+)
+_FENCE = (
+    (step_runs.c.id == bindparam("b_id"))
+    & (step_runs.c.lease_owner == bindparam("b_owner"))
+    & (step_runs.c.lease_epoch == bindparam("b_epoch"))
+)
+_RELEASED = {
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "updated_at": bindparam("b_now"),
+}
+_COMPLETE = (
+    update(step_runs)
+    .where(_FENCE, step_may_become(StepStatus.COMPLETED))
+    .values(
+        status=StepStatus.COMPLETED.value,
+        result=bindparam("b_result", type_=step_runs.c.result.type),
+        input=bindparam("b_input", type_=step_runs.c.input.type),
+        error=None,
+        completed_at=bindparam("b_now"),
+        **_RELEASED,
+    )
+)
+_DEPENDENT_READY = (
+    update(step_runs)
+    .where(
+        step_runs.c.run_id == bindparam("b_run"),
+        step_runs.c.name == bindparam("b_name"),
+        step_runs.c.status == StepStatus.PENDING.value,
+    )
+    .values(deps_remaining=step_runs.c.deps_remaining - 1, available_at=bindparam("b_now"))
+)
+
+
 def _apply_outcomes(
     conn: Connection,
     owner: str,
@@ -144,24 +193,12 @@ def _apply_outcomes(
     events: list[dict[str, Any]],
     batch: Batch,
 ) -> None:
-    run_ids = sorted({o.run_id for o in outcomes})
     if conn.dialect.name == "postgresql":
         # Lock runs first (see module docstring), so a cancel of the same run
         # waits for this transaction or this one waits for it, never both.
-        conn.execute(
-            select(runs.c.id).where(runs.c.id.in_(run_ids)).order_by(runs.c.id).with_for_update()
-        )
+        conn.execute(_LOCK_RUNS, {"run_ids": sorted({o.run_id for o in outcomes})})
     held = dict(
-        conn.execute(
-            select(step_runs.c.id, step_runs.c.lease_epoch)
-            .where(
-                step_runs.c.id.in_([o.step_id for o in outcomes]),
-                step_runs.c.status == StepStatus.RUNNING.value,
-                step_runs.c.lease_owner == owner,
-            )
-            .order_by(step_runs.c.id)
-            .with_for_update()
-        ).all()
+        conn.execute(_HELD, {"step_ids": [o.step_id for o in outcomes], "owner": owner}).all()
     )
     by_status: dict[StepStatus, list[StepOutcome]] = defaultdict(list)
     for outcome in outcomes:
@@ -175,40 +212,20 @@ def _apply_outcomes(
     if not batch.accepted:
         return
 
-    fence = (
-        (step_runs.c.id == bindparam("b_id"))
-        & (step_runs.c.lease_owner == owner)
-        & (step_runs.c.lease_epoch == bindparam("b_epoch"))
-    )
-    released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    fence = _FENCE
+    released = _RELEASED
+
+    def params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
+        return _params(o, b_owner=owner, b_now=now, **extra)
 
     done = by_status.get(StepStatus.COMPLETED, [])
     if done:
-        conn.execute(
-            update(step_runs)
-            .where(fence, step_may_become(StepStatus.COMPLETED))
-            .values(
-                status=StepStatus.COMPLETED.value,
-                result=bindparam("b_result", type_=step_runs.c.result.type),
-                input=bindparam("b_input", type_=step_runs.c.input.type),
-                error=None,
-                completed_at=now,
-                **released,
-            ),
-            [_params(o, b_result=o.output) for o in done],
-        )
-        ready_params = [{"b_run": o.run_id, "b_name": name} for o in done for name in o.dependents]
+        conn.execute(_COMPLETE, [params(o, b_result=o.output) for o in done])
+        ready_params = [
+            {"b_run": o.run_id, "b_name": name, "b_now": now} for o in done for name in o.dependents
+        ]
         if ready_params:
-            conn.execute(
-                update(step_runs)
-                .where(
-                    step_runs.c.run_id == bindparam("b_run"),
-                    step_runs.c.name == bindparam("b_name"),
-                    step_runs.c.status == StepStatus.PENDING.value,
-                )
-                .values(deps_remaining=step_runs.c.deps_remaining - 1, available_at=now),
-                ready_params,
-            )
+            conn.execute(_DEPENDENT_READY, ready_params)
         for o in done:
             events.append(_step_event(o, "step.completed", now))
 
@@ -227,7 +244,7 @@ def _apply_outcomes(
                 **released,
             ),
             [
-                _params(o, b_result=o.output, b_error=o.error, b_delay=o.retry_delay)
+                params(o, b_result=o.output, b_error=o.error, b_delay=o.retry_delay)
                 for o in retrying
             ],
         )
@@ -256,7 +273,7 @@ def _apply_outcomes(
                 completed_at=now,
                 **released,
             ),
-            [_params(o, b_result=o.output, b_error=o.error) for o in failed],
+            [params(o, b_result=o.output, b_error=o.error) for o in failed],
         )
         for o in failed:
             events.append(_step_event(o, "step.failed", now, level="error", message=o.error))
@@ -276,7 +293,7 @@ def _apply_outcomes(
             update(step_runs)
             .where(fence, step_may_become(StepStatus.PENDING))
             .values(status=StepStatus.PENDING.value, available_at=now, **released),
-            [_params(o) for o in handed_back],
+            [params(o) for o in handed_back],
         )
         for o in handed_back:
             events.append(_step_event(o, "step.released", now, message="worker shutting down"))
@@ -352,6 +369,62 @@ _CLAIM_COLUMNS = (
 )
 
 
+_CANDIDATES = (
+    select(
+        step_runs.c.id,
+        step_runs.c.run_id,
+        runs.c.status.label("run_status"),
+        runs.c.max_concurrency,
+        _RUNNING_IN_RUN.label("running"),
+    )
+    .join(runs, runs.c.id == step_runs.c.run_id)
+    .where(
+        step_runs.c.status.in_(_CLAIMABLE),
+        step_runs.c.deps_remaining == 0,
+        step_runs.c.available_at <= bindparam("now"),
+        runs.c.status.in_(_ACTIVE_RUNS),
+        # Skip runs already at max_concurrency; exact capacity is checked below.
+        runs.c.max_concurrency > _RUNNING_IN_RUN,
+    )
+    .order_by(step_runs.c.priority.desc(), step_runs.c.available_at, step_runs.c.seq)
+    .limit(bindparam("limit"))
+)
+_CANDIDATES_PG = _CANDIDATES.with_for_update(of=step_runs, skip_locked=True)
+# The run row is the mutex for its concurrency budget on PostgreSQL: a run
+# another worker is scheduling right now is skipped, not waited for.
+_LOCK_RUN_BUDGETS = (
+    select(runs.c.id, runs.c.max_concurrency)
+    .where(runs.c.id.in_(bindparam("run_ids", expanding=True)))
+    .order_by(runs.c.id)
+    .with_for_update(skip_locked=True)
+)
+_RUNNING_BY_RUN = (
+    select(step_runs.c.run_id, func.count())
+    .where(
+        step_runs.c.run_id.in_(bindparam("run_ids", expanding=True)),
+        step_runs.c.status == StepStatus.RUNNING.value,
+    )
+    .group_by(step_runs.c.run_id)
+)
+_LEASE = (
+    update(step_runs)
+    .where(
+        step_runs.c.id.in_(bindparam("step_ids", expanding=True)),
+        step_may_become(StepStatus.RUNNING),
+        step_runs.c.deps_remaining == 0,
+    )
+    .values(
+        status=StepStatus.RUNNING.value,
+        lease_owner=bindparam("owner"),
+        lease_epoch=step_runs.c.lease_epoch + 1,
+        lease_expires_at=bindparam("expires"),
+        started_at=bindparam("now"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_CLAIM_COLUMNS)
+)
+
+
 def _claim(
     conn: Connection,
     owner: str,
@@ -362,43 +435,22 @@ def _claim(
     batch: Batch,
 ) -> None:
     postgres = conn.dialect.name == "postgresql"
-    candidates_q = (
-        select(step_runs.c.id, step_runs.c.run_id)
-        .join(runs, runs.c.id == step_runs.c.run_id)
-        .where(
-            step_runs.c.status.in_(_CLAIMABLE),
-            step_runs.c.deps_remaining == 0,
-            step_runs.c.available_at <= now,
-            runs.c.status.in_(_ACTIVE_RUNS),
-            # Skip runs already at max_concurrency; exact capacity is checked below.
-            runs.c.max_concurrency > _RUNNING_IN_RUN,
-        )
-        .order_by(step_runs.c.priority.desc(), step_runs.c.available_at, step_runs.c.seq)
-        .limit(limit + 1)  # one more than we take tells us whether work is left
-    )
-    if postgres:
-        candidates_q = candidates_q.with_for_update(of=step_runs, skip_locked=True)
-    candidates = conn.execute(candidates_q).all()
+    # One more than we take tells us whether work is left.
+    candidates = conn.execute(
+        _CANDIDATES_PG if postgres else _CANDIDATES, {"now": now, "limit": limit + 1}
+    ).all()
     if not candidates:
         return
 
-    run_ids = sorted({c.run_id for c in candidates})
-    capacity_q = select(runs.c.id, runs.c.max_concurrency).where(runs.c.id.in_(run_ids))
     if postgres:
-        # The run row is the mutex for its concurrency budget: a run another
-        # worker is scheduling right now is skipped, not waited for.
-        capacity_q = capacity_q.order_by(runs.c.id).with_for_update(skip_locked=True)
-    capacity = dict(conn.execute(capacity_q).all())
-    running_now = dict(
-        conn.execute(
-            select(step_runs.c.run_id, func.count())
-            .where(
-                step_runs.c.run_id.in_(list(capacity)),
-                step_runs.c.status == StepStatus.RUNNING.value,
-            )
-            .group_by(step_runs.c.run_id)
-        ).all()
-    )
+        run_ids = sorted({c.run_id for c in candidates})
+        capacity = dict(conn.execute(_LOCK_RUN_BUDGETS, {"run_ids": run_ids}).all())
+        running_now = dict(conn.execute(_RUNNING_BY_RUN, {"run_ids": list(capacity)}).all())
+    else:
+        # One writer: what the candidate query counted is still true.
+        capacity = {c.run_id: c.max_concurrency for c in candidates}
+        running_now = {c.run_id: c.running for c in candidates}
+    pending_runs = {c.run_id for c in candidates if c.run_status == RunStatus.PENDING.value}
     chosen: list[str] = []
     trimmed = False
     for cand in candidates:
@@ -417,21 +469,7 @@ def _claim(
     batch.more_ready = batch.more_ready or trimmed
 
     rows = conn.execute(
-        update(step_runs)
-        .where(
-            step_runs.c.id.in_(chosen),
-            step_may_become(StepStatus.RUNNING),
-            step_runs.c.deps_remaining == 0,
-        )
-        .values(
-            status=StepStatus.RUNNING.value,
-            lease_owner=owner,
-            lease_epoch=step_runs.c.lease_epoch + 1,
-            lease_expires_at=now + lease_ttl,
-            started_at=now,
-            updated_at=now,
-        )
-        .returning(*_CLAIM_COLUMNS)
+        _LEASE, {"step_ids": chosen, "owner": owner, "expires": now + lease_ttl, "now": now}
     ).all()
     order = {step_id: i for i, step_id in enumerate(chosen)}
     claimed = sorted(
@@ -456,18 +494,22 @@ def _claim(
         ),
         key=lambda c: order[c.id],
     )
-    started_runs = conn.execute(
-        update(runs)
-        .where(runs.c.id.in_({c.run_id for c in claimed}), runs.c.status == RunStatus.PENDING.value)
-        # pending -> running is the run's first claim; settle_runs never needs it
-        .values(
-            status=RunStatus.RUNNING.value,
-            started_at=now,
-            deadline_at=now + runs.c.timeout_s,
-            updated_at=now,
-        )
-        .returning(runs.c.id, runs.c.timeout_s)
-    ).all()
+    started_runs = []
+    if pending_runs & {c.run_id for c in claimed}:
+        started_runs = conn.execute(
+            update(runs)
+            .where(
+                runs.c.id.in_({c.run_id for c in claimed}), runs.c.status == RunStatus.PENDING.value
+            )
+            # pending -> running is the run's first claim; settle_runs never needs it
+            .values(
+                status=RunStatus.RUNNING.value,
+                started_at=now,
+                deadline_at=now + runs.c.timeout_s,
+                updated_at=now,
+            )
+            .returning(runs.c.id, runs.c.timeout_s)
+        ).all()
     for run_id, timeout_s in started_runs:
         events.append(event_row(run_id, "run.started", now, data={"status": "running"}))
         if timeout_s is not None:
