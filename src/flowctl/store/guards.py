@@ -21,15 +21,17 @@ def step_may_become(
         if not narrowed <= sources:
             raise ValueError(f"{sorted(narrowed - sources)} cannot become {target}")
         sources = narrowed
-    return _status_in(step_runs.c.status, sources)
+    return status_in(step_runs.c.status, sources)
 
 
 def run_may_become(target: RunStatus) -> ColumnElement[bool]:
-    return _status_in(runs.c.status, run_sources(target))
+    return status_in(runs.c.status, run_sources(target))
 
 
-def _status_in(column: Column, statuses: Iterable[StepStatus | RunStatus]) -> ColumnElement[bool]:
-    # Inlined constants rather than an expanding bind parameter: these guards
-    # also go into executemany() batches, where expanding IN is not allowed.
-    # The values are our own enum members, never user input.
+def status_in(column: Column, statuses: Iterable[StepStatus | RunStatus]) -> ColumnElement[bool]:
+    """`column IN ('a', 'b')` with the statuses inlined as constants, not bound:
+    these guards go into executemany() batches, where an expanding IN is not
+    allowed, and a query planner can match inlined constants against a partial
+    index's WHERE (SQLite and PostgreSQL both need that). The values are our
+    own enum members, never user input."""
     return column.in_([literal_column(f"'{s.value}'") for s in sorted(statuses)])

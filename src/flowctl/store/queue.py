@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -33,7 +33,8 @@ from flowctl.domain.states import (
 from flowctl.domain.templates import iter_references
 from flowctl.store.clock import read_now
 from flowctl.store.events import append_events, event_row
-from flowctl.store.guards import step_may_become
+from flowctl.store.guards import status_in, step_may_become
+from flowctl.store.hints import not_via_index
 from flowctl.store.notify import CANCEL_CHANNEL, READY_CHANNEL, notify
 from flowctl.store.runs import cancel_remaining_steps, settle_runs
 from flowctl.store.schema import runs, step_runs
@@ -379,15 +380,20 @@ _CANDIDATES = (
     )
     .join(runs, runs.c.id == step_runs.c.run_id)
     .where(
-        step_runs.c.status.in_(_CLAIMABLE),
-        step_runs.c.deps_remaining == 0,
+        # These two terms match ix_step_runs_ready's WHERE, as constants.
+        status_in(step_runs.c.status, CLAIMABLE_STEP_STATUSES),
+        step_runs.c.deps_remaining == literal_column("0"),
         step_runs.c.available_at <= bindparam("now"),
-        runs.c.status.in_(_ACTIVE_RUNS),
+        # Not runs' status index: see the note below.
+        status_in(not_via_index(runs.c.status), ACTIVE_RUN_STATUSES),
         # Skip runs already at max_concurrency; exact capacity is checked below.
         runs.c.max_concurrency > _RUNNING_IN_RUN,
     )
     .order_by(step_runs.c.priority.desc(), step_runs.c.available_at, step_runs.c.seq)
     .limit(bindparam("limit"))
+    # Without statistics SQLite would start from the few active runs and scan
+    # every pending step of each (quadratic in a long chain); the ready index
+    # yields ready steps in claim order instead, and the LIMIT stops the scan.
 )
 _CANDIDATES_PG = _CANDIDATES.with_for_update(of=step_runs, skip_locked=True)
 # The run row is the mutex for its concurrency budget on PostgreSQL: a run
