@@ -114,10 +114,11 @@ def complete_and_claim(
     now = read_now(conn)
     batch = Batch()
     events: list[dict[str, Any]] = []
+    locked_runs: frozenset[str] = frozenset()
     if outcomes:
-        _apply_outcomes(conn, owner, outcomes, now, events, batch)
+        locked_runs = _apply_outcomes(conn, owner, outcomes, now, events, batch)
     if claim_limit > 0:
-        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch)
+        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs)
     # Retries scheduled by this batch; the maintenance loop's timers cover the
     # ones other workers scheduled (it wakes at the earliest one).
     delays = [o.retry_delay for o in outcomes if o.status == StepStatus.RETRYING]
@@ -193,11 +194,14 @@ def _apply_outcomes(
     now: float,
     events: list[dict[str, Any]],
     batch: Batch,
-) -> None:
+) -> frozenset[str]:
+    """Record outcomes; returns the runs locked here (PostgreSQL)."""
+    locked_runs: frozenset[str] = frozenset()
     if conn.dialect.name == "postgresql":
         # Lock runs first (see module docstring), so a cancel of the same run
         # waits for this transaction or this one waits for it, never both.
-        conn.execute(_LOCK_RUNS, {"run_ids": sorted({o.run_id for o in outcomes})})
+        run_ids = sorted({o.run_id for o in outcomes})
+        locked_runs = frozenset(conn.execute(_LOCK_RUNS, {"run_ids": run_ids}).scalars())
     held = dict(
         conn.execute(_HELD, {"step_ids": [o.step_id for o in outcomes], "owner": owner}).all()
     )
@@ -211,7 +215,7 @@ def _apply_outcomes(
             batch.rejected.append(outcome.step_id)
     batch.accepted = len(outcomes) - len(batch.rejected)
     if not batch.accepted:
-        return
+        return locked_runs
 
     fence = _FENCE
     released = _RELEASED
@@ -319,6 +323,7 @@ def _apply_outcomes(
     to_settle = {o.run_id for o in done if not o.dependents} | {o.run_id for o in failed}
     if to_settle:
         batch.finished_runs.extend(settle_runs(conn, sorted(to_settle), now, events))
+    return locked_runs
 
 
 def _params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
@@ -439,6 +444,7 @@ def _claim(
     now: float,
     events: list[dict[str, Any]],
     batch: Batch,
+    locked_runs: frozenset[str] = frozenset(),
 ) -> None:
     postgres = conn.dialect.name == "postgresql"
     # One more than we take tells us whether work is left.
@@ -448,12 +454,15 @@ def _claim(
     if not candidates:
         return
 
-    if postgres:
-        run_ids = sorted({c.run_id for c in candidates})
+    run_ids = sorted({c.run_id for c in candidates})
+    if postgres and not locked_runs.issuperset(run_ids):
         capacity = dict(conn.execute(_LOCK_RUN_BUDGETS, {"run_ids": run_ids}).all())
         running_now = dict(conn.execute(_RUNNING_BY_RUN, {"run_ids": list(capacity)}).all())
     else:
-        # One writer: what the candidate query counted is still true.
+        # What the candidate query counted is still true: on SQLite there is
+        # one writer; on PostgreSQL this transaction already holds these runs'
+        # locks (taken to record outcomes), so no one else can claim in them.
+        # That is the common case of a chain: complete a step, claim the next.
         capacity = {c.run_id: c.max_concurrency for c in candidates}
         running_now = {c.run_id: c.running for c in candidates}
     pending_runs = {c.run_id for c in candidates if c.run_status == RunStatus.PENDING.value}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Double, Table, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from flowctl.domain.durations import format_duration
@@ -29,6 +29,11 @@ from flowctl.store.schema import definitions, runs, step_runs
 _ACTIVE = [s.value for s in ACTIVE_RUN_STATUSES]
 
 
+_INSERT_DEFINITION = insert(definitions)
+_INSERT_RUN = insert(runs)
+_INSERT_STEPS = insert(step_runs)
+
+
 def create_run(
     conn: Connection,
     run: dict[str, Any],
@@ -38,14 +43,16 @@ def create_run(
     """Insert a run and all its steps (and a one-shot definition) in one go.
 
     Steps without dependencies are claimable as soon as this commits, so a run
-    is never left pending with nothing queued. Returns the creation time.
+    is never left pending with nothing queued. Returns the creation time;
+    `created_rows` turns that and the same `run` and `steps` into the rows as
+    stored.
     """
     now = read_now(conn)
     if definition is not None:
-        conn.execute(insert(definitions), {**definition, "created_at": now, "updated_at": now})
-    conn.execute(insert(runs), {**run, "created_at": now, "updated_at": now})
+        conn.execute(_INSERT_DEFINITION, {**definition, "created_at": now, "updated_at": now})
+    conn.execute(_INSERT_RUN, {**run, "created_at": now, "updated_at": now})
     conn.execute(
-        insert(step_runs),
+        _INSERT_STEPS,
         [{**s, "created_at": now, "updated_at": now, "available_at": now} for s in steps],
     )
     append_events(
@@ -55,6 +62,54 @@ def create_run(
     if any(s["deps_remaining"] == 0 for s in steps):
         notify(conn, READY_CHANNEL)
     return now
+
+
+def _null_row(table: Table) -> dict[str, Any]:
+    """Every column of `table` as NULL, in table order: what an insert leaves in
+    the columns it does not name (these tables declare no column defaults)."""
+    return dict.fromkeys(table.c.keys())
+
+
+def _float_columns(table: Table, *, set_here: Sequence[str]) -> tuple[str, ...]:
+    """The Double columns a caller's row may fill: they read back as floats."""
+    return tuple(
+        c.key for c in table.c if isinstance(c.type, Double) and c.key not in set_here
+    )
+
+
+_RUN_NULLS = _null_row(runs)
+_STEP_NULLS = _null_row(step_runs)
+_RUN_FLOATS = _float_columns(runs, set_here=("created_at", "updated_at"))
+_STEP_FLOATS = _float_columns(step_runs, set_here=("created_at", "updated_at", "available_at"))
+
+
+def _as_floats(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    for key in keys:
+        value = row[key]
+        if value is not None and type(value) is not float:
+            row[key] = float(value)
+    return row
+
+
+def created_rows(
+    run: dict[str, Any], steps: Sequence[dict[str, Any]], now: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What `get_run_with_steps` returns right after `create_run(run, steps)`
+    returned `now`, without reading it back: every column, those the insert did
+    not name as None, in column order, steps in the order given (by seq).
+
+    JSON values are the caller's objects, not copies, and must be what they
+    read back as (lists, not tuples).
+    """
+    run_row = _as_floats({**_RUN_NULLS, **run, "created_at": now, "updated_at": now}, _RUN_FLOATS)
+    step_rows = [
+        _as_floats(
+            {**_STEP_NULLS, **s, "created_at": now, "updated_at": now, "available_at": now},
+            _STEP_FLOATS,
+        )
+        for s in steps
+    ]
+    return run_row, step_rows
 
 
 # --- reads ------------------------------------------------------------------------
