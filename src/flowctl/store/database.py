@@ -134,11 +134,6 @@ class Database:
                 connect_args={
                     "timeout": 5,
                     "command_timeout": 60,
-                    # Our statements are prepared once per connection and the
-                    # queue's rely on partial indexes matched by constants, not
-                    # on parameter values: a generic plan is as good, and skips
-                    # re-planning every execution (a third of a chain hop).
-                    "server_settings": {"plan_cache_mode": "force_generic_plan"},
                 },
             )
 
