@@ -92,7 +92,11 @@ class WorkflowService:
     # --- runs ---------------------------------------------------------------
 
     async def submit(self, wf: NewWorkflow) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Store a one-shot definition and its run in one transaction; queue it."""
+        """Store a one-shot definition and its run in one transaction; queue it.
+
+        Returns the run and its steps as `get_run` would read them right after
+        the insert (pending), built from what was inserted.
+        """
         run_id = wf.run_id or new_id()
         definition = {
             "id": run_id,
@@ -109,9 +113,11 @@ class WorkflowService:
         }
         run = self._run_row(run_id, run_id, 1, wf)
         steps = self._step_rows(run_id, wf.graph, wf.settings)
-        await self._call(runs.create_run, run, steps, definition, write=True)
+        now = await self._call(runs.create_run, run, steps, definition, write=True)
         self.wakeups.work_ready()
-        return await self.get_run(run_id)
+        # The run as inserted, pending, without a second transaction to read it
+        # back. (A worker may have claimed a step since; a GET shows that.)
+        return runs.created_rows(run, steps, now)
 
     def _run_row(self, run_id: str, definition_id: str, version: int, wf: NewWorkflow) -> dict:
         return {

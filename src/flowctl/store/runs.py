@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Double, Table, func, insert, select, update
@@ -72,9 +73,7 @@ def _null_row(table: Table) -> dict[str, Any]:
 
 def _float_columns(table: Table, *, set_here: Sequence[str]) -> tuple[str, ...]:
     """The Double columns a caller's row may fill: they read back as floats."""
-    return tuple(
-        c.key for c in table.c if isinstance(c.type, Double) and c.key not in set_here
-    )
+    return tuple(c.key for c in table.c if isinstance(c.type, Double) and c.key not in set_here)
 
 
 _RUN_NULLS = _null_row(runs)
@@ -96,7 +95,7 @@ def created_rows(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What `get_run_with_steps` returns right after `create_run(run, steps)`
     returned `now`, without reading it back: every column, those the insert did
-    not name as None, in column order, steps in the order given (by seq).
+    not name as None, in column order, steps by seq.
 
     JSON values are the caller's objects, not copies, and must be what they
     read back as (lists, not tuples).
@@ -107,7 +106,7 @@ def created_rows(
             {**_STEP_NULLS, **s, "created_at": now, "updated_at": now, "available_at": now},
             _STEP_FLOATS,
         )
-        for s in steps
+        for s in sorted(steps, key=itemgetter("seq"))
     ]
     return run_row, step_rows
 
