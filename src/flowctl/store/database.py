@@ -19,6 +19,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -31,7 +32,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class Database:
                 self.url,
                 pool_size=self._pool_size,
                 max_overflow=self._pool_size,
-                pool_pre_ping=True,
+                # Pinged only after idling (see _ping_if_idle), not on every
+                # checkout: a ping is a round trip per transaction.
+                pool_pre_ping=False,
                 pool_recycle=1800,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
@@ -136,6 +139,8 @@ class Database:
                     "command_timeout": 60,
                 },
             )
+            event.listen(self._async_engine.sync_engine, "checkout", _ping_if_idle)
+            event.listen(self._async_engine.sync_engine, "checkin", _note_checkin)
 
     def _lock_data_dir(self, db_path: Path) -> None:
         lock_path = db_path.with_suffix(".lock")
@@ -250,6 +255,27 @@ class Database:
 
     async def ping(self) -> None:
         await self.read(_ping)
+
+
+# A connection that has just been used is alive; one that idled in the pool
+# may have been cut by a database restart, and is pinged before use so that
+# the restart costs no caller an error. (SQLAlchemy's pool_pre_ping pings on
+# every checkout, a round trip per transaction on the queue's hot path.)
+_IDLE_BEFORE_PING = 1.0
+
+
+def _note_checkin(_dbapi_conn, record) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_conn, record, _proxy) -> None:
+    if time.monotonic() - record.info.get("checked_in_at", 0.0) < _IDLE_BEFORE_PING:
+        return
+    try:
+        dbapi_conn.ping()
+    except Exception as exc:
+        # The pool discards this connection and checks out another.
+        raise DisconnectionError(str(exc)) from exc
 
 
 def _in_transaction(engine: Engine, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
