@@ -9,12 +9,32 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse
 
+_TWO_DIGITS = tuple(f"{i:02d}" for i in range(100))
+_from_timestamp = datetime.fromtimestamp
+
 
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 in UTC with a Z, e.g. 2024-01-01T12:00:00.123456Z."""
+    """Epoch seconds as ISO 8601 in UTC with a Z, e.g. 2024-01-01T12:00:00.123456Z;
+    whole seconds have no fraction (2024-01-01T12:00:00Z).
+
+    The same text as `datetime.isoformat()` with the offset as Z, at about 60% of
+    its cost: responses render several per step, and the aware isoformat plus
+    replace was the top line of rendering a large workflow.
+    """
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    d = _from_timestamp(ts, UTC)  # rounds to the microsecond, half to even
+    year = d.year
+    if year < 1000:  # isoformat pads the year to four digits
+        return d.isoformat().replace("+00:00", "Z")
+    two = _TWO_DIGITS
+    us = d.microsecond
+    if us:
+        return (
+            f"{year}-{two[d.month]}-{two[d.day]}T{two[d.hour]}:{two[d.minute]}:"
+            f"{two[d.second]}.{us:06d}Z"
+        )
+    return f"{year}-{two[d.month]}-{two[d.day]}T{two[d.hour]}:{two[d.minute]}:{two[d.second]}Z"
 
 
 def now_iso() -> str:
