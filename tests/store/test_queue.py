@@ -13,6 +13,7 @@ from flowctl.config import Settings
 from flowctl.domain.graph import StepSpec, compile_tasks
 from flowctl.domain.runsettings import RunSettings
 from flowctl.domain.states import StepStatus
+from flowctl.engine.errors import Conflict
 from flowctl.engine.service import NewWorkflow, WorkflowService
 from flowctl.engine.wakeups import Wakeups
 from flowctl.executors.registry import default_registry
@@ -163,5 +164,53 @@ def test_lease_expiry_uses_the_database_clock(url):
             before = time.time()
             assert await store.db.write(queue.expire_stale_leases) == []
             assert time.time() - before < 5
+
+    run(scenario())
+
+
+def failed(claimed: queue.ClaimedStep, error: str = "boom") -> StepOutcome:
+    return StepOutcome(
+        step_id=claimed.id,
+        run_id=claimed.run_id,
+        step_name=claimed.name,
+        lease_epoch=claimed.lease_epoch,
+        status=StepStatus.FAILED,
+        error=error,
+        dependents=claimed.dependents,
+    )
+
+
+def test_retry_resumes_from_the_failed_step_and_keeps_completed_outputs(url):
+    async def scenario():
+        async with Store(url) as store:
+            run_id = await store.submit(
+                StepSpec(name="a", type="noop"),
+                StepSpec(name="b", type="noop", dependencies=("a",)),
+                StepSpec(name="c", type="noop", dependencies=("b",)),
+            )
+            a = (await store.claim("w", 10)).claimed[0]
+            batch = await store.db.write(
+                queue.complete_and_claim, "w", [done(a, {"x": 1})], 10, 30.0
+            )
+            b = batch.claimed[0]
+            await store.report("w", failed(b))
+            run, steps = await store.service.get_run(run_id)
+            assert run["status"] == "failed"
+            assert {s["name"]: s["status"] for s in steps} == {
+                "a": "completed",
+                "b": "failed",
+                "c": "cancelled",
+            }
+            assert await store.service.retry(run_id) == ["b", "c"]
+            run, steps = await store.service.get_run(run_id)
+            assert run["status"] == "pending" and run["error"] is None
+            by_name = {s["name"]: s for s in steps}
+            assert by_name["a"]["status"] == "completed" and by_name["a"]["result"] == {"x": 1}
+            assert by_name["b"]["status"] == "pending" and by_name["b"]["deps_remaining"] == 0
+            assert by_name["c"]["deps_remaining"] == 1 and by_name["c"]["error"] is None
+            # Only b is claimable; a is not run again.
+            assert [c.name for c in (await store.claim("w", 10)).claimed] == ["b"]
+            with pytest.raises(Conflict):
+                await store.service.retry(run_id)  # pending now: not retryable
 
     run(scenario())

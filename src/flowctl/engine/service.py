@@ -217,6 +217,17 @@ class WorkflowService:
         # Stop its steps running in this process now; other processes hear NOTIFY.
         self.wakeups.runs_cancelled([run_id])
 
+    async def retry(self, run_id: str, *, by: str | None = None) -> list[str]:
+        """Resume a failed or cancelled run; returns the steps that will run again.
+        NotFound, or Conflict if the run is not failed or cancelled."""
+        result = await self._call(runs.retry_run, run_id, by=by, write=True)
+        if not result.found:
+            raise NotFound("Run", run_id)
+        if not result.retried:
+            raise Conflict(f"Run is {result.status}; only failed or cancelled runs can be retried")
+        self.wakeups.work_ready()
+        return result.resumed_steps
+
     # --- system -------------------------------------------------------------
 
     async def status_counts(self) -> dict[str, dict[str, int]]:

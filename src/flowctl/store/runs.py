@@ -422,3 +422,87 @@ def fail_timed_out_runs(conn: Connection, *, limit: int = 100) -> list[str]:
         notify(conn, CANCEL_CHANNEL, run_id)
     append_events(conn, events)
     return [run_id for run_id, _ in expired]
+
+
+@dataclass(slots=True)
+class RetryResult:
+    found: bool
+    retried: bool
+    status: str | None  # the run's status before the attempt
+    resumed_steps: list[str]  # names of the steps that will run again
+
+
+def retry_run(conn: Connection, run_id: str, *, by: str | None = None) -> RetryResult:
+    """Resume a failed or cancelled run from its first incomplete steps.
+
+    Completed steps keep their outputs and do not run again; every other step
+    goes back to pending with a fresh set of attempts, and waits for the
+    dependencies that have not completed. The run goes back to pending and is
+    claimed (and timed) as if new.
+    """
+    query = select(runs.c.status).where(runs.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    status = conn.execute(query).scalar()
+    if status is None:
+        return RetryResult(False, False, None, [])
+    if status not in (RunStatus.FAILED.value, RunStatus.CANCELLED.value):
+        return RetryResult(True, False, status, [])
+    now = read_now(conn)
+    steps = conn.execute(
+        select(step_runs.c.id, step_runs.c.name, step_runs.c.status, step_runs.c.dependencies)
+        .where(step_runs.c.run_id == run_id)
+        .order_by(step_runs.c.seq)
+    ).all()
+    done = {s.name for s in steps if s.status == StepStatus.COMPLETED.value}
+    again = [s for s in steps if s.status in (StepStatus.FAILED.value, StepStatus.CANCELLED.value)]
+    for step in again:
+        conn.execute(
+            update(step_runs)
+            .where(
+                step_runs.c.id == step.id,
+                step_may_become(
+                    StepStatus.PENDING, only_from=[StepStatus.FAILED, StepStatus.CANCELLED]
+                ),
+            )
+            .values(
+                status=StepStatus.PENDING.value,
+                deps_remaining=sum(1 for d in step.dependencies or [] if d not in done),
+                retry_count=0,
+                error=None,
+                result=None,
+                input=None,
+                checkpoint=None,
+                started_at=None,
+                completed_at=None,
+                available_at=now,
+                updated_at=now,
+            )
+        )
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, run_may_become(RunStatus.PENDING))
+        .values(
+            status=RunStatus.PENDING.value,
+            error=None,
+            completed_at=None,
+            cancelled_at=None,
+            cancelled_by=None,
+            deadline_at=None,
+            updated_at=now,
+        )
+    )
+    names = [s.name for s in again]
+    append_events(
+        conn,
+        [
+            event_row(
+                run_id,
+                "run.retried",
+                now,
+                data={"status": RunStatus.PENDING.value, "by": by, "steps": names},
+            )
+        ],
+    )
+    notify(conn, READY_CHANNEL)
+    return RetryResult(True, True, status, names)
