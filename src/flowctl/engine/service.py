@@ -20,7 +20,7 @@ from flowctl.domain.templates import has_references
 from flowctl.engine.errors import Conflict, InvalidInput, NotFound, Unavailable
 from flowctl.engine.wakeups import Wakeups
 from flowctl.executors.base import ExecutorRegistry
-from flowctl.store import queue, runs, workers
+from flowctl.store import events, queue, runs, workers
 from flowctl.store.database import Database, DatabaseUnavailable
 from flowctl.store.runs import RunFilter
 
@@ -185,11 +185,28 @@ class WorkflowService:
             )
         return rows
 
-    async def get_run(self, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def get_run(
+        self, run_id: str, *, resource: str = "Workflow"
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         found = await self._call(runs.get_run_with_steps, run_id)
         if found is None:
-            raise NotFound("Workflow", run_id)
+            raise NotFound(resource, run_id)
         return found
+
+    async def run_events(
+        self,
+        run_id: str,
+        *,
+        levels: list[str] | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A run's events in order (its log); NotFound for an unknown run."""
+        if await self._call(runs.get_run, run_id) is None:
+            raise NotFound("Run", run_id)
+        return await self._call(
+            events.list_run_events, run_id, levels=levels, offset=offset, limit=limit
+        )
 
     async def get_step(self, step_id: str) -> dict[str, Any]:
         step = await self._call(runs.get_step, step_id)
@@ -203,16 +220,21 @@ class WorkflowService:
         return await self._call(runs.list_runs, flt, include_steps=include_steps)
 
     async def cancel(
-        self, run_id: str, *, by: str | None = None, reason: str | None = None
+        self,
+        run_id: str,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+        resource: str = "Workflow",
     ) -> None:
         """Cancel a pending or running run. NotFound, or Conflict if it already ended."""
         result = await self._call(runs.cancel_run, run_id, by=by, reason=reason, write=True)
         if not result.found:
-            raise NotFound("Workflow", run_id)
+            raise NotFound(resource, run_id)
         if not result.cancelled:
             raise Conflict(
-                f"Workflow is already {result.status}; only pending or running "
-                "workflows can be cancelled"
+                f"{resource} is already {result.status}; only pending or running "
+                f"{resource.lower()}s can be cancelled"
             )
         # Stop its steps running in this process now; other processes hear NOTIFY.
         self.wakeups.runs_cancelled([run_id])
