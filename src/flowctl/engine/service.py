@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowctl.config import Settings
+from flowctl.domain.backoff import RetryPolicy
 from flowctl.domain.graph import DefinitionInvalid, FieldError, StepSpec, WorkflowGraph
 from flowctl.domain.runsettings import RunSettings
 from flowctl.domain.states import RunStatus, StepStatus
@@ -134,6 +135,37 @@ class WorkflowService:
         # back. (A worker may have claimed a step since; a GET shows that.)
         return runs.created_rows(run, steps, now)
 
+    async def start(
+        self,
+        definition: Mapping[str, Any],
+        *,
+        input: Any,
+        settings: RunSettings,
+        triggered_by: str | None = None,
+        step_policies: Mapping[str, RetryPolicy] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Start a run of a stored definition (its current version) with `input`.
+
+        The run and its first ready steps are written in one transaction; the
+        result is the run as inserted (pending)."""
+        graph = WorkflowGraph.from_list(definition["graph"])
+        wf = NewWorkflow(
+            name=definition["name"],
+            kind=definition["kind"],
+            graph=graph,
+            settings=settings,
+            description=definition.get("description"),
+            input=input,
+            config=definition.get("config") or {},
+            triggered_by=triggered_by,
+        )
+        run_id = new_id()
+        run = self._run_row(run_id, definition["id"], definition["version"], wf)
+        steps = self._step_rows(run_id, graph, settings, step_policies)
+        now = await self._call(runs.create_run, run, steps, None, write=True)
+        self.wakeups.work_ready()
+        return runs.created_rows(run, steps, now)
+
     def _run_row(self, run_id: str, definition_id: str, version: int, wf: NewWorkflow) -> dict:
         return {
             "id": run_id,
@@ -151,12 +183,21 @@ class WorkflowService:
         }
 
     def _step_rows(
-        self, run_id: str, graph: WorkflowGraph, settings: RunSettings
+        self,
+        run_id: str,
+        graph: WorkflowGraph,
+        settings: RunSettings,
+        step_policies: Mapping[str, RetryPolicy] | None = None,
     ) -> list[dict[str, Any]]:
-        policy = settings.step_retry_policy()
+        """One row per step. `step_policies` overrides the run's retry policy for
+        some steps (an agent step retries as its agent's retry_config says)."""
+        default_policy = settings.step_retry_policy()
         rows = []
         ids = new_ids(len(graph.steps))
         for seq, spec in enumerate(graph.steps):
+            own = (step_policies or {}).get(spec.name)
+            policy = default_policy if own is None else RunSettings(retry=own).step_retry_policy()
+            default_retries = settings.retry.max_retries if own is None else own.max_retries
             rows.append(
                 {
                     "id": ids[seq],
@@ -173,9 +214,7 @@ class WorkflowService:
                     "dependents": list(graph.dependents[spec.name]),
                     "deps_remaining": len(spec.dependencies),
                     "max_retries": (
-                        spec.max_retries
-                        if spec.max_retries is not None
-                        else settings.retry.max_retries
+                        spec.max_retries if spec.max_retries is not None else default_retries
                     ),
                     "retry_count": 0,
                     "retry_policy": policy,
