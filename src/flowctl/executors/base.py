@@ -10,15 +10,18 @@ holds outside resources (a child process, a remote task) releases them in a
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
 from flowctl.domain.graph import FieldError
 from flowctl.domain.templates import has_references
+
+if TYPE_CHECKING:
+    from flowctl.executors.agent import AgentTarget
 
 
 class StepFailed(Exception):
@@ -57,6 +60,10 @@ class StepContext:
     # Where an executor can remember progress it must not lose across a worker
     # crash (e.g. a remote task id), committed with the step.
     checkpoint: dict[str, Any] = field(default_factory=dict)
+    # Commits `checkpoint` now (before the step ends), if the worker offers it.
+    save_checkpoint: Callable[[], Awaitable[None]] | None = None
+    # The registered agent an `agent` step calls (filled in by the worker).
+    agent: AgentTarget | None = None
 
     @property
     def idempotency_key(self) -> str:
