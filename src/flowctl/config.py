@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         "NORMAL",
         description="NORMAL survives any process crash; FULL also survives power loss (slower)",
+    )
+
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s), comma-separated, encrypting agent credentials at rest; "
+        "default: generated into data_dir/secret.key. Set it on every process on PostgreSQL",
     )
 
     # --- HTTP

@@ -208,3 +208,34 @@ workers = Table(
     Column("heartbeat_at", Time, nullable=False),
     Column("stopped_at", Time),
 )
+
+# Remote A2A services that `agent` steps call. Deleting one is soft (status
+# 'deleted'): runs that used it keep a readable record, and its name is free again.
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("description", Text),
+    Column("auth_type", String(16), nullable=False),  # none | bearer | apikey
+    # Fernet token of the JSON auth_config (security/secrets.py); NULL when none.
+    Column("auth_config_encrypted", Text),
+    # the names of auth_config's keys, in clear, to show it masked without the key
+    Column("auth_config_keys", Json),
+    Column("timeout_ms", Integer, nullable=False),
+    Column("retry_config", Json, nullable=False),
+    Column("status", String(16), nullable=False),  # active | inactive | deleted
+    Column("created_at", Time, nullable=False),
+    Column("updated_at", Time, nullable=False),
+    Index(None, "status", "created_at"),
+    Index(None, "created_at"),
+    # one live agent per name; a deleted agent's name may be used again
+    Index(
+        "ux_agents_name_live",
+        "name",
+        unique=True,
+        sqlite_where=text("status <> 'deleted'"),
+        postgresql_where=text("status <> 'deleted'"),
+    ),
+)

@@ -1,0 +1,1 @@
+"""Secrets at rest: encryption keys and the box that uses them."""
