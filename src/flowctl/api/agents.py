@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from flowctl.api.body import parse_model, read_json
 from flowctl.api.render import JSONBody, iso, page_keys
-from flowctl.engine.agents import AgentService, masked_auth_config
+from flowctl.engine.agents import masked_auth_config
 
 if TYPE_CHECKING:
     from flowctl.engine.runtime import Runtime
@@ -149,7 +149,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def build_router(runtime: Runtime) -> APIRouter:
-    service = AgentService(runtime.db, runtime.settings)
+    service = runtime.agents
     _ = service.box  # load the key now (or create it): a bad key stops the start
     settings = runtime.settings
     router = APIRouter(prefix="/api/v1/agents", tags=["Agents"])

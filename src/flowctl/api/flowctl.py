@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from flowctl.api.body import parse_model, read_json
-from flowctl.api.render import JSONBody, iso, page_keys
+from flowctl.api.render import JSONBody, iso
 from flowctl.domain.backoff import RetryPolicy
 from flowctl.domain.durations import format_duration, parse_duration
 from flowctl.domain.graph import StepSpec, compile_tasks
 from flowctl.domain.runsettings import RunSettings
-from flowctl.domain.states import RunStatus
 from flowctl.engine.service import NewWorkflow, WorkflowService
-from flowctl.store.runs import RunFilter
 
 Duration = Annotated[str | float, AfterValidator(parse_duration)]
 
@@ -154,47 +151,10 @@ def render_workflow(run: dict[str, Any], steps: list[dict[str, Any]]) -> dict[st
 
 def build_router(service: WorkflowService) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["FlowCtl workflows"])
-    settings = service.settings
 
-    @router.post(
-        "/workflows",
-        status_code=201,
-        summary="Create a workflow and queue it",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": WorkflowIn.model_json_schema()}},
-            }
-        },
-    )
-    async def create_workflow(request: Request):
-        value = await read_json(
-            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
-        body = parse_model(WorkflowIn, value)
-        run, steps = await service.submit(to_new_workflow(body, service))
-        return JSONBody(render_workflow(run, steps), status_code=201)
-
-    @router.get("/workflows", summary="List workflows")
-    async def list_workflows(
-        page: int = Query(1, ge=1, le=1_000_000),
-        limit: int = Query(10, ge=1, le=100),
-        status: RunStatus | None = Query(None),
-    ):
-        flt = RunFilter(
-            kinds=["tasks"],
-            statuses=[status.value] if status else None,
-            offset=(page - 1) * limit,
-            limit=limit,
-        )
-        rows, total = await service.list_runs(flt, include_steps=True)
-        items = [render_workflow(r, r.pop("steps")) for r in rows]
-        return JSONBody(page_keys("workflows", items, total, page, limit))
-
-    @router.get("/workflows/{workflow_id}", summary="Get a workflow with its tasks")
-    async def get_workflow(workflow_id: str):
-        run, steps = await service.get_run(workflow_id)
-        return JSONBody(render_workflow(run, steps))
+    # POST/GET /workflows and GET /workflows/{id} are shared with agent-workflow
+    # definitions: they live in agent_workflows.py, which dispatches to
+    # WorkflowIn, to_new_workflow and render_workflow above.
 
     @router.get("/workflows/{workflow_id}/tasks", summary="List a workflow's tasks")
     async def get_workflow_tasks(workflow_id: str):

@@ -7,10 +7,12 @@ import asyncio
 import logging
 
 from flowctl.config import Settings
+from flowctl.engine.agents import AgentService
 from flowctl.engine.service import WorkflowService
 from flowctl.engine.wakeups import PostgresListener, Wakeups
 from flowctl.engine.worker import Worker
-from flowctl.executors.base import ExecutorRegistry
+from flowctl.executors.agent import AgentTarget
+from flowctl.executors.base import ExecutorRegistry, StepFailed
 from flowctl.executors.registry import default_registry
 from flowctl.store.database import Database, DatabaseUnavailable, asyncpg_dsn
 
@@ -35,6 +37,7 @@ class Runtime:
         )
         self.wakeups = Wakeups()
         self.service = WorkflowService(self.db, self.registry, self.wakeups, settings)
+        self.agents = AgentService(self.db, settings)
         self.worker: Worker | None = None
         self._listener: PostgresListener | None = None
 
@@ -54,8 +57,28 @@ class Runtime:
             self._listener = PostgresListener(asyncpg_dsn(self.db.url), self.wakeups)
             self._listener.start()
         if self.with_worker:
-            self.worker = Worker(self.db, self.registry, self.settings, self.wakeups)
+            self.worker = Worker(
+                self.db,
+                self.registry,
+                self.settings,
+                self.wakeups,
+                resolve_agent=self._agent_target,
+            )
             await self.worker.start()
+
+    async def _agent_target(self, name: str) -> AgentTarget | None:
+        """A registered, active agent as the `agent` executor calls it."""
+        agent = (await self.agents.resolve([name])).get(name)
+        if agent is None:
+            return None
+        if agent.status != "active":
+            raise StepFailed(f"agent '{name}' is {agent.status}", retryable=False)
+        return AgentTarget(
+            url=agent.url,
+            auth_type=agent.auth_type,
+            auth_config=agent.auth_config or {},
+            timeout_s=agent.timeout_ms / 1000,
+        )
 
     async def stop(self) -> None:
         if self.worker is not None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,12 @@ from flowctl.config import Settings
 from flowctl.domain.backoff import RetryPolicy
 from flowctl.domain.states import StepStatus
 from flowctl.domain.templates import TemplateContext, TemplateError, resolve
+from flowctl.engine.errors import Unavailable
 from flowctl.engine.wakeups import Wakeups
 from flowctl.events import metrics
+from flowctl.executors.agent import AgentTarget
 from flowctl.executors.base import ExecutorRegistry, StepContext, StepFailed
+from flowctl.security.secrets import DecryptionFailed
 from flowctl.store import queue, runs, workers
 from flowctl.store.database import Database, DatabaseUnavailable
 from flowctl.store.queue import ClaimedStep, StepOutcome
@@ -65,8 +69,11 @@ class Worker:
         wakeups: Wakeups,
         *,
         worker_id: str | None = None,
+        resolve_agent: Callable[[str], Awaitable[AgentTarget | None]] | None = None,
     ):
         self.db = db
+        # Looks up a registered agent by name, credentials decrypted (None: no such agent).
+        self._resolve_agent = resolve_agent
         self.registry = registry
         self.settings = settings
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -259,6 +266,9 @@ class Worker:
             if claimed.type not in self.registry:
                 raise StepFailed(f"no executor for step type '{claimed.type}'", retryable=False)
             executor = self.registry.get(claimed.type)
+            if claimed.agent is not None:
+                ctx.agent = await self._agent_target(claimed.agent)
+            ctx.save_checkpoint = functools.partial(self._save_checkpoint, claimed, ctx)
             async with asyncio.timeout(claimed.timeout_s):
                 output = await executor.execute(ctx)
             outcome = self._completed(step, ctx, output)
@@ -282,6 +292,29 @@ class Worker:
         if outcome is not None:
             self._outcomes.append(outcome)
             self._wake.set()
+
+    async def _agent_target(self, name: str) -> AgentTarget:
+        """The registered agent an `agent` step calls, or why it cannot be called."""
+        if self._resolve_agent is None:
+            raise StepFailed("agent steps are not available in this process", retryable=False)
+        try:
+            target = await self._resolve_agent(name)
+        except (DatabaseUnavailable, Unavailable) as exc:
+            raise StepFailed(f"could not look up agent '{name}': {exc}") from exc
+        except DecryptionFailed as exc:
+            raise StepFailed(f"agent '{name}': {exc}", retryable=False) from exc
+        if target is None:
+            raise StepFailed(f"agent '{name}' is not registered (or was deleted)", retryable=False)
+        return target
+
+    async def _save_checkpoint(self, claimed: ClaimedStep, ctx: StepContext) -> None:
+        """Commit an executor's progress (e.g. a remote task id) with the step, so a
+        worker that takes the step over after a crash resumes instead of starting over."""
+        held = await self.db.write(
+            queue.save_checkpoint, self.id, claimed.id, claimed.lease_epoch, dict(ctx.checkpoint)
+        )
+        if not held:
+            log.info("step %s: lease lost before its checkpoint was saved", claimed.id)
 
     def _outcome(
         self, step: RunningStep, ctx: StepContext, status: StepStatus, **fields: Any

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
+from flowctl.executors.agent import AgentExecutor
 from flowctl.executors.base import Executor, ExecutorRegistry
 from flowctl.executors.generic import GenericExecutor
 from flowctl.executors.http_request import HttpRequestExecutor
@@ -13,6 +14,7 @@ from flowctl.executors.sleep import SleepExecutor
 from flowctl.executors.webhook import WebhookExecutor
 
 BUILTIN: tuple[type[Executor], ...] = (
+    AgentExecutor,
     NoopExecutor,
     SleepExecutor,
     GenericExecutor,

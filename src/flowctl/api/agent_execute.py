@@ -1,0 +1,67 @@
+"""`POST /api/v1/workflows/{id}/execute`: start a run of an agent-workflow
+definition (specs/workflow-management-api.md, "Execute Workflow")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowctl.api.agent_runs import render_run
+from flowctl.api.body import parse_model, read_json
+from flowctl.api.render import JSONBody
+from flowctl.domain.runsettings import RunSettings
+from flowctl.engine.agents import AgentService
+from flowctl.engine.definitions import DefinitionService
+from flowctl.engine.service import WorkflowService
+
+
+class ExecuteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input_data: dict[str, Any] = Field(
+        description="The workflow's input: what `${workflow.input.x}` refers to"
+    )
+
+
+def build_router(service: WorkflowService, agents: AgentService) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["Workflows"])
+    definitions = DefinitionService.for_workflows(service)
+    settings = service.settings
+
+    @router.post(
+        "/workflows/{workflow_id}/execute",
+        status_code=202,
+        summary="Start a run of an agent workflow",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ExecuteIn.model_json_schema()}},
+            }
+        },
+    )
+    async def execute_workflow(workflow_id: str, request: Request):
+        value = await read_json(
+            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+        )
+        body = parse_model(ExecuteIn, value)
+        definition = await definitions.get_executable(workflow_id)
+        # Each agent step retries as its agent's retry_config says (PRODUCT.md:
+        # the step, the definition's retry_policy, then the agent's retry_config).
+        names = {step["agent"] for step in definition["graph"] if step.get("agent")}
+        resolved = await agents.resolve(names)
+        step_policies = {
+            step["name"]: resolved[step["agent"]].retry_policy()
+            for step in definition["graph"]
+            if step.get("agent") in resolved
+        }
+        run, _ = await service.start(
+            definition,
+            input=body.input_data,
+            settings=RunSettings(),
+            triggered_by="system",
+            step_policies=step_policies,
+        )
+        return JSONBody(render_run(run), status_code=202)
+
+    return router
