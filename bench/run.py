@@ -11,6 +11,9 @@ on the same machine):
   W2 chain-200     200 noop tasks in a strict chain
   W3 runs-200x10   200 diamond workflows (1 -> 8 -> 1 noop), submitted concurrently
   W4 sleep-100     100 independent `sleep 1s` tasks, max_concurrency 50 (ideal 2.0 s)
+  W5 agent-chain   100 runs of a 3-step agent workflow (a -> b -> c) against a real
+                   A2A echo agent (bench/agents.py, its own process): the server's
+                   added latency per agent step and the hop between steps
 
 plus a floor (bare one-row UPDATE commits/s on the same database engine) and the
 server's RSS. See bench/README.md for what each figure means.
@@ -24,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import select
 import shutil
 import signal
 import sqlite3
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,7 +67,7 @@ EMPTY_PAGE = 1_000_000  # the largest page the API accepts: past the end, only `
 POLL_INTERVAL = 0.02  # seconds between status polls
 # W1-W3 raise the per-workflow cap (default 10) so it is not what gets measured.
 MAX_CONCURRENCY = 1000
-WORKLOADS = ("W1", "W2", "W3", "W4")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 DB_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 
 # Wide enough for both databases side by side when piped to a file or CI log.
@@ -125,6 +130,8 @@ class Server:
     http: httpx.Client
     poll_interval: float = POLL_INTERVAL
     rss_peak: int = 0
+    agent: BenchAgent | None = None  # W5's echo agent, when W5 runs
+    agent_error: str = "W5 was not asked for"  # why `agent` is None
 
     def rss(self) -> int:
         rss = psutil.Process(self.proc.pid).memory_info().rss
@@ -190,6 +197,10 @@ class Server:
             response = self.http.get(f"{API}/workflows", params={"status": status, "limit": 100})
             for run in response.json().get("workflows", []):
                 self.http.put(f"{API}/workflows/{run['id']}/cancel")
+        for status in ("PENDING", "RUNNING"):  # agent runs (W5)
+            response = self.http.get(f"{API}/runs", params={"status": status, "page_size": 100})
+            for run in response.json().get("items", []):
+                self.http.post(f"{API}/runs/{run['id']}/cancel", json={})
 
     def finished(self, workflow_id: str) -> dict:
         """The ended workflow; a status other than completed fails the benchmark."""
@@ -339,11 +350,276 @@ def run_w4(srv: Server) -> dict:
     }
 
 
+# --- W5: agent steps against a real A2A agent ----------------------------------------------
+
+AGENTS_SCRIPT = BENCH_DIR / "agents.py"
+W5_STEPS = ("a", "b", "c")
+
+
+@dataclass
+class BenchAgent:
+    """bench/agents.py: the a2a-sdk echo agent in its own process, timing each call."""
+
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, wait: float = 30.0) -> Iterator[BenchAgent]:
+        log_path = Path(tempfile.mkstemp(prefix="flowctl-bench-agent-", suffix=".log")[1])
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(AGENTS_SCRIPT), "--port", "0", "--name", "bench-echo"],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        try:
+            agent = cls(proc, cls._listening_url(proc, log_path, wait), log_path)
+            agent.wait_healthy(wait)
+            yield agent
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+            log_path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _listening_url(proc: subprocess.Popen, log_path: Path, wait: float) -> str:
+        """The URL from the agent's `listening <url>` line."""
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], wait)
+        line = proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("listening "):
+            proc.kill()
+            raise BenchFailure(
+                f"bench agent did not start: {line!r}; log: {log_path.read_text()[-2000:]}"
+            )
+        return line.split(" ", 1)[1]
+
+    def wait_healthy(self, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"bench agent at {self.url} never answered /health")
+            time.sleep(0.05)
+
+    def stats(self) -> dict[str, dict]:
+        """Context id -> the agent's record of that SendMessage call."""
+        response = httpx.get(f"{self.url}/stats", timeout=30)
+        response.raise_for_status()
+        return {
+            r["context_id"]: r
+            for r in response.json()
+            if r["method"] in ("SendMessage", "message/send") and r["context_id"]
+        }
+
+    def reset_stats(self) -> None:
+        httpx.post(f"{self.url}/stats/reset", timeout=30).raise_for_status()
+
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
+
+def agent_chain_body(name: str, agent_name: str) -> dict:
+    """a -> b -> c on one agent; each step passes the workflow input on with the
+    previous step's output (the echo agent returns its input plus {"agent": name})."""
+    mappings = {
+        "a": {"n": "${workflow.input.n}", "tag": "${workflow.input.tag}"},
+        "b": {"n": "${a.output.n}", "tag": "${workflow.input.tag}", "prev": "${a.output.agent}"},
+        "c": {"n": "${b.output.n}", "tag": "${b.output.tag}", "prev": "${b.output.agent}"},
+    }
+    nexts = dict(pairwise((*W5_STEPS, None)))
+    steps = {
+        sid: {"id": sid, "agent_name": agent_name, "next_step": nexts[sid], "input_mapping": m}
+        for sid, m in mappings.items()
+    }
+    return {"name": name, "start_step": W5_STEPS[0], "steps": steps}
+
+
+def _post_created(srv: Server, path: str, body: dict) -> dict:
+    response = srv.http.post(f"{API}/{path}", json=body)
+    if response.status_code != 201:
+        raise BenchFailure(
+            f"POST /{path} {body['name']} -> {response.status_code}: {response.text}"
+        )
+    return response.json()
+
+
+def _runs_with_status(srv: Server, status: str) -> int:
+    params = {"status": status, "page_size": 1, "page": EMPTY_PAGE}
+    response = srv.http.get(f"{API}/runs", params=params)
+    response.raise_for_status()
+    return response.json()["total"]
+
+
+def _wait_runs_idle(srv: Server, timeout: float) -> None:
+    """As Server.wait_until_idle, over the agent-run surface (/api/v1/runs)."""
+    deadline = time.monotonic() + timeout
+    for status in ("PENDING", "RUNNING"):
+        while _runs_with_status(srv, status):
+            srv.rss()
+            if time.monotonic() > deadline:
+                raise BenchFailure(f"agent runs still {status} after {timeout:.0f}s")
+            time.sleep(srv.poll_interval)
+
+
+def run_w5(srv: Server, n: int = 100, parallel: int = 8, paced: int = 30) -> dict:
+    """agent-chain: a -> b -> c on a real A2A echo agent.
+
+    Two phases on one definition. Paced: `paced` runs, one every W5_PACE_S (a
+    run takes a few ms, so one at a time): the server's added latency per step
+    without queueing; the target applies here. Load: `n` runs POSTed `parallel`
+    at a time (all in flight at once): runs/s, and the same latencies under load.
+    """
+    if srv.agent is None:
+        raise BenchFailure(f"no bench agent (bench/agents.py): {srv.agent_error}")
+    suffix = uuid.uuid4().hex[:8]
+    agent_name = f"bench-echo-{suffix}"
+    _post_created(srv, "agents", {"name": agent_name, "url": srv.agent.url})
+    definition = _post_created(srv, "workflows", agent_chain_body(f"chain-{suffix}", agent_name))
+    url, definition_id, tag = srv.proc.url, definition["id"], f"w5-{suffix}"
+    # One run first: the server reads the agent card once per URL (and caches it).
+    warm = asyncio.run(_execute_runs(url, definition_id, [-1], tag, 1))
+    _wait_runs_idle(srv, timeout=60)
+    _fetch_runs(srv, list(warm), 1)
+
+    srv.agent.reset_stats()
+    submitted = asyncio.run(_execute_runs(url, definition_id, range(paced), tag, 1, W5_PACE_S))
+    _wait_runs_idle(srv, timeout=60)
+    quiet = _step_timings(_fetch_runs(srv, list(submitted), parallel), srv.agent.stats())
+
+    srv.agent.reset_stats()
+    agent_cpu = srv.agent.cpu_seconds()
+    submitted = asyncio.run(_execute_runs(url, definition_id, range(n), tag, parallel))
+    _wait_runs_idle(srv, timeout=300)
+    agent_cpu = srv.agent.cpu_seconds() - agent_cpu
+    runs = _fetch_runs(srv, list(submitted), parallel)
+    load = _step_timings(runs, srv.agent.stats())
+
+    first_submit = min(submitted.values())
+    last_done = max(epoch(run["completed_at"]) for run, _ in runs)
+    latencies = [epoch(run["completed_at"]) - submitted[run["id"]] for run, _ in runs]
+    figures = {
+        "runs": n,
+        "steps_each": len(W5_STEPS),
+        "parallel_posts": parallel,
+        "paced_runs": paced,
+        "pace_s": W5_PACE_S,
+        "seconds": last_done - first_submit,
+        "runs_per_s": n / (last_done - first_submit),
+        "run_latency_ms_p50": _pct(latencies, 50) * 1000,
+        "run_latency_ms_p95": _pct(latencies, 95) * 1000,
+        "agent_cpu_s": agent_cpu,
+    }
+    for phase, timings in (("paced", quiet), ("load", load)):
+        for key, values in timings.items():
+            figures[f"{phase}_{key}_p50"] = _pct(values, 50)
+            figures[f"{phase}_{key}_p95"] = _pct(values, 95)
+    return figures
+
+
+W5_PACE_S = 0.1  # seconds between the paced phase's runs
+
+
+def _step_timings(runs: list[tuple[dict, list[dict]]], calls: dict[str, dict]) -> dict:
+    """Per agent step, in ms: `added` (step completed_at - started_at, minus the
+    agent's own time for the call), split into `before` (started_at -> the agent
+    got the request) and `after` (the agent sent its answer -> completed_at);
+    `agent` (its own time); and per pair of steps `hop` (completed_at -> the next
+    step's started_at)."""
+    timings: dict[str, list[float]] = {k: [] for k in ("added", "before", "after", "agent", "hop")}
+    for run, steps in runs:
+        steps = sorted(steps, key=lambda s: epoch(s["started_at"]))
+        for step in steps:
+            started, completed = epoch(step["started_at"]), epoch(step["completed_at"])
+            # The executor's A2A context id: StepContext.idempotency_key.
+            context_id = f"flowctl-{run['id']}-{step['id']}"
+            call = calls.get(context_id)
+            if call is None:
+                raise BenchFailure(
+                    f"the agent saw no call with context id {context_id} "
+                    f"(step {step['step_id']}); it saw e.g. {sorted(calls)[:2]}"
+                )
+            timings["agent"].append(call["ms"])
+            timings["added"].append((completed - started) * 1000 - call["ms"])
+            timings["before"].append((call["received"] - started) * 1000)
+            timings["after"].append((completed - call["sent"]) * 1000)
+        timings["hop"] += [
+            (epoch(b["started_at"]) - epoch(a["completed_at"])) * 1000 for a, b in pairwise(steps)
+        ]
+    return timings
+
+
+def _pct(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+async def _execute_runs(
+    url: str,
+    definition_id: str,
+    numbers: Iterable[int],
+    tag: str,
+    parallel: int,
+    pace: float = 0.0,
+) -> dict[str, float]:
+    """POST .../execute once per number, `pace` seconds apart per lane;
+    run id -> client submit time."""
+
+    async def execute(client: httpx.AsyncClient, i: int) -> tuple[str, float]:
+        await asyncio.sleep(pace)
+        submitted = time.time()
+        body = {"input_data": {"n": i, "tag": tag}}
+        response = await client.post(f"{API}/workflows/{definition_id}/execute", json=body)
+        if response.status_code != 202:
+            raise BenchFailure(f"execute run {i} -> {response.status_code}: {response.text}")
+        return response.json()["id"], submitted
+
+    return dict(await _fan_out(url, execute, numbers, parallel))
+
+
+def _fetch_runs(srv: Server, ids: list[str], parallel: int) -> list[tuple[dict, list[dict]]]:
+    """Each run and its steps; a run not COMPLETED, or one whose data did not flow
+    a -> b -> c, fails the benchmark."""
+
+    async def get(client: httpx.AsyncClient, run_id: str) -> tuple[dict, list[dict]]:
+        run = await client.get(f"{API}/runs/{run_id}")
+        steps = await client.get(f"{API}/runs/{run_id}/steps")
+        run.raise_for_status()
+        steps.raise_for_status()
+        return run.json(), steps.json()
+
+    runs = asyncio.run(_fan_out(srv.proc.url, get, ids, parallel))
+    for run, steps in runs:
+        by_id = {s["step_id"]: s for s in steps}
+        if run["status"] != "COMPLETED" or set(by_id) != set(W5_STEPS):
+            detail = "; ".join(f"{s['step_id']}={s['status']}: {s['error_message']}" for s in steps)
+            raise BenchFailure(
+                f"agent run {run['id']} ended {run['status']}: {run['error_message']} | {detail}"
+            )
+        n = run["input_data"]["n"]
+        out = by_id["c"]["output_data"] or {}
+        if out.get("n") != n or out.get("prev") != "bench-echo":
+            raise BenchFailure(f"run {run['id']}: step c output {out} does not carry n={n}")
+    return runs
+
+
 RUNNERS: dict[str, Callable[[Server], dict]] = {
     "W1": run_w1,
     "W2": run_w2,
     "W3": run_w3,
     "W4": run_w4,
+    "W5": run_w5,
 }
 
 
@@ -522,6 +798,17 @@ def bench_database(db: str, args: argparse.Namespace) -> DbResult:
 
 def _bench_server(proc: FlowctlProcess, args: argparse.Namespace, result: DbResult) -> None:
     srv = Server(proc, httpx.Client(base_url=proc.url, timeout=60), args.poll_interval)
+    with contextlib.ExitStack() as stack:
+        if "W5" in args.only:
+            try:
+                srv.agent = stack.enter_context(BenchAgent.running())
+            except BenchFailure as exc:  # W5 fails with this reason; the others still run
+                srv.agent_error = str(exc)
+        _bench_workloads(srv, args, result)
+
+
+def _bench_workloads(srv: Server, args: argparse.Namespace, result: DbResult) -> None:
+    proc = srv.proc
     ext = _PROFILE_EXT[args.profile_format]
     profiling = (
         py_spy(proc.pid, BENCH_DIR / "results" / f"profile-{result.db}.{ext}", args.profile_format)
@@ -577,7 +864,13 @@ def _run_workload(srv: Server, name: str, result: DbResult, repeat: int) -> None
     )
 
 
-HEADLINES = {"W1": "tasks_per_s", "W2": "ms_per_hop", "W3": "workflows_per_s", "W4": "wall_s"}
+HEADLINES = {
+    "W1": "tasks_per_s",
+    "W2": "ms_per_hop",
+    "W3": "workflows_per_s",
+    "W4": "wall_s",
+    "W5": "paced_added_p50",
+}
 
 
 def _measure_once(srv: Server, name: str) -> dict[str, Any]:
@@ -611,12 +904,12 @@ class Figure:
 
     label: str
     workload: str | None  # None: measured whenever the server ran (RSS, floor)
-    get: Callable[[DbResult], float | None]
+    get: Callable[[DbResult], float | str | None]
     fmt: str
     targets: dict[str, float] = field(default_factory=dict)  # db -> bound
     at_least: bool = True  # the target is a minimum (else a maximum)
 
-    def value(self, r: DbResult) -> float | None:
+    def value(self, r: DbResult) -> float | str | None:
         return None if r.skipped else self.get(r)
 
     def passed(self, r: DbResult) -> bool | None:
@@ -638,6 +931,17 @@ class Figure:
 
 def _w(workload: str, key: str) -> Callable[[DbResult], float | None]:
     return lambda r: r.workloads.get(workload, {}).get(key)
+
+
+def _pair(workload: str, key: str) -> Callable[[DbResult], str | None]:
+    """ "p50 / p95" of one W5 timing, as text (no target)."""
+
+    def get(r: DbResult) -> str | None:
+        figures = r.workloads.get(workload, {})
+        p50, p95 = figures.get(f"{key}_p50"), figures.get(f"{key}_p95")
+        return None if p50 is None or p95 is None else f"{p50:.2f} / {p95:.2f}"
+
+    return get
 
 
 def _in_floor_commits(workload: str, key: str) -> Callable[[DbResult], float | None]:
@@ -700,6 +1004,21 @@ FIGURES = [
         at_least=False,
     ),
     Figure(
+        "W5 added ms/step p50, paced (step - agent)",
+        "W5",
+        _w("W5", "paced_added_p50"),
+        "{:.2f}",
+        {"sqlite": 2.0},
+        at_least=False,
+    ),
+    Figure("W5 added ms/step p95, paced", "W5", _w("W5", "paced_added_p95"), "{:.2f}"),
+    Figure("W5 hop ms p50 / p95, paced", "W5", _pair("W5", "paced_hop"), "{}"),
+    Figure("W5 agent's own ms/call p50, paced", "W5", _w("W5", "paced_agent_p50"), "{:.2f}"),
+    Figure("W5 agent-chain runs/s (100 runs, load)", "W5", _w("W5", "runs_per_s"), "{:,.1f}"),
+    Figure("W5 added ms/step p50 / p95, load", "W5", _pair("W5", "load_added"), "{}"),
+    Figure("W5 hop ms p50 / p95, load", "W5", _pair("W5", "load_hop"), "{}"),
+    Figure("W5 agent's own ms/call p50, load", "W5", _w("W5", "load_agent_p50"), "{:.2f}"),
+    Figure(
         "server RSS MB after the workloads",
         None,
         lambda r: r.rss_mb,
@@ -735,7 +1054,8 @@ def print_table(results: list[DbResult]) -> None:
     console.print(table)
     console.print(
         f"W1-W3 set config.max_concurrency={MAX_CONCURRENCY} (the default, 10, would cap "
-        "the run); W4 uses 50. Figures are medians of the repeats."
+        "the run); W4 uses 50. W5: 100 agent runs, 8 POSTs at a time. "
+        "Figures are medians of the repeats."
     )
 
 
