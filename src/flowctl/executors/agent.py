@@ -87,6 +87,7 @@ import json
 import re
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -420,40 +421,63 @@ class _Session:
             raise failure_for(exc, self.agent) from exc
 
 
+# One HTTP connection pool per agent (URL, credentials, timeout) and event loop:
+# a client per call would open a new TCP connection for every step, which was
+# most of the latency flowctl added to an agent call (bench W5). The SDK does not
+# close a client handed to it in ClientConfig.
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
+_MAX_POOLS = 64
+
+
+def _http_for(agent: AgentTarget, headers: dict[str, str]) -> httpx.AsyncClient:
+    pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
+    key = (agent.url, tuple(sorted(headers.items())), agent.timeout_s)
+    http = pools.get(key)
+    if http is None or http.is_closed:
+        if len(pools) >= _MAX_POOLS:  # forget the oldest agent's pool
+            oldest = pools.pop(next(iter(pools)))
+            asyncio.get_running_loop().create_task(oldest.aclose())
+        http = httpx.AsyncClient(
+            headers=headers, timeout=httpx.Timeout(agent.timeout_s), verify=_ssl()
+        )
+        pools[key] = http
+    return http
+
+
 @contextlib.asynccontextmanager
 async def connect(agent: AgentTarget, *, cached_ok: bool = True) -> AsyncIterator[_Session]:
     """An SDK client for `agent`, chosen by its card."""
     headers = agent.headers()
-    async with httpx.AsyncClient(
-        headers=headers, timeout=httpx.Timeout(agent.timeout_s), verify=_ssl()
-    ) as http:
-        try:
-            card, from_cache = await resolve_card(http, agent, cached_ok=cached_ok)
-        except StepFailed:
-            raise
-        except Exception as exc:
-            raise failure_for(exc, agent) from exc
-        protocol = card_protocol(card)
-        if not protocol:
-            bindings = sorted({i.protocol_binding for i in card.supported_interfaces})
-            raise StepFailed(
-                f"agent card offers no JSON-RPC interface (only {', '.join(bindings) or 'none'})",
-                retryable=False,
-            )
-        config = ClientConfig(
-            httpx_client=http,
-            streaming=False,
-            polling=True,  # return_immediately: a task comes back at once, we follow it
-            supported_protocol_bindings=[TransportProtocol.JSONRPC],
+    http = _http_for(agent, headers)
+    try:
+        card, from_cache = await resolve_card(http, agent, cached_ok=cached_ok)
+    except StepFailed:
+        raise
+    except Exception as exc:
+        raise failure_for(exc, agent) from exc
+    protocol = card_protocol(card)
+    if not protocol:
+        bindings = sorted({i.protocol_binding for i in card.supported_interfaces})
+        raise StepFailed(
+            f"agent card offers no JSON-RPC interface (only {', '.join(bindings) or 'none'})",
+            retryable=False,
         )
-        try:
-            client = ClientFactory(config).create(card)
-        except ValueError as exc:
-            raise StepFailed(f"cannot talk to agent: {exc}", retryable=False) from exc
-        try:
-            yield _Session(client, protocol, agent, from_cache)
-        finally:
-            await client.close()  # the httpx client is ours: closed by `async with`
+    config = ClientConfig(
+        httpx_client=http,
+        streaming=False,
+        polling=True,  # return_immediately: a task comes back at once, we follow it
+        supported_protocol_bindings=[TransportProtocol.JSONRPC],
+    )
+    try:
+        client = ClientFactory(config).create(card)
+    except ValueError as exc:
+        raise StepFailed(f"cannot talk to agent: {exc}", retryable=False) from exc
+    try:
+        yield _Session(client, protocol, agent, from_cache)
+    finally:
+        await client.close()  # leaves the pooled httpx client open
 
 
 # --- the executor -----------------------------------------------------------------
