@@ -436,15 +436,16 @@ def start_agent(
     protocol: str = "1.0",
     faults: list[Fault] | None = None,
     port: int = 0,
+    host: str = "127.0.0.1",
     wait: float = 10.0,
 ) -> RunningAgent:
-    """Serves the agent that `make_executor` builds on `port` (0: a free one);
-    returns when it listens."""
+    """Serves the agent that `make_executor` builds on `host`:`port` (0: a free
+    port); returns when it listens."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     calls = AgentCalls(faults=collections.deque(faults or []))
     app = build_agent_app(name, make_executor(calls), calls, url + "/", protocol=protocol)
     config = uvicorn.Config(
@@ -478,6 +479,26 @@ def start_echo_agent(
     return start_agent(
         name, lambda c: EchoExecutor(name, c), protocol=protocol, faults=faults, port=port
     )
+
+
+class EtlExecutor(EchoExecutor):
+    """Answers like the agents of the spec's examples: its input under `data`
+    (and `validated_data`), so `${step.output.data}` mappings resolve."""
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        data = self._record(context)
+        reply = {"data": data, "validated_data": data, "agent": self.name}
+        await event_queue.enqueue_event(new_data_message(reply, context_id=context.context_id))
+
+
+def start_etl_agent(
+    name: str = "etl", *, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0
+) -> RunningAgent:
+    """An agent answering `{"data": <input>, "validated_data": <input>}`; with
+    `delay`, a task agent that takes that long (and can be cancelled)."""
+    if delay:
+        return start_agent(name, lambda c: TaskExecutor(name, c, delay=delay), host=host, port=port)
+    return start_agent(name, lambda c: EtlExecutor(name, c), host=host, port=port)
 
 
 def start_task_agent(
