@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup browser run test test-postgres bench lint format clean
+.PHONY: setup test-tools run test test-postgres bench lint format clean
 
 setup: $(STAMP)
 
@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Headless Chromium for the browser test of /docs and /redoc (tests/e2e/test_docs.py),
-# from Debian's packages; installed only when missing.
+# Tools some tests drive, from Debian's packages, installed only when missing:
+# headless Chromium renders /docs and /redoc (tests/e2e/test_docs.py); jq runs
+# the spec's shell scripts (tests/e2e/test_spec_scripts.py).
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-browser:
-	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+test-tools:
+	command -v chromium >/dev/null && command -v jq >/dev/null || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium jq curl)
 
 run: setup
 	$(BIN)/flowctl server
@@ -31,7 +33,7 @@ run: setup
 # are required when CI=true.
 # Tests marked `serial` stop shared services (PostgreSQL), so they run alone
 # after the rest.
-test: setup browser
+test: setup test-tools
 	$(BIN)/python -m pytest -n 2 -m "not serial"
 	$(BIN)/python -m pytest -m serial
 
