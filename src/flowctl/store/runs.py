@@ -326,6 +326,16 @@ def cancel_remaining_steps(
     return had_running
 
 
+def _locked_status(conn: Connection, run_id: str) -> str | None:
+    """The run's status, its row locked for this transaction on PostgreSQL (on
+    SQLite the single writer is the lock): the one way to change a run's status
+    by command, so two commands racing make exactly one transition."""
+    query = select(runs.c.status).where(runs.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).scalar()
+
+
 @dataclass(slots=True)
 class CancelResult:
     found: bool
@@ -345,10 +355,7 @@ def cancel_run(
     Exactly one of two racing cancels (or a cancel racing the run's last
     completion) wins; the other sees the run already ended.
     """
-    query = select(runs.c.status).where(runs.c.id == run_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    status = conn.execute(query).scalar()
+    status = _locked_status(conn, run_id)
     if status is None:
         return CancelResult(False, False, None)
     if status not in _ACTIVE:
@@ -440,10 +447,7 @@ def retry_run(conn: Connection, run_id: str, *, by: str | None = None) -> RetryR
     dependencies that have not completed. The run goes back to pending and is
     claimed (and timed) as if new.
     """
-    query = select(runs.c.status).where(runs.c.id == run_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    status = conn.execute(query).scalar()
+    status = _locked_status(conn, run_id)
     if status is None:
         return RetryResult(False, False, None, [])
     if status not in (RunStatus.FAILED.value, RunStatus.CANCELLED.value):
