@@ -91,9 +91,14 @@ def test_openapi_document(sqlite_api):
     for ref in all_refs:
         assert ref.startswith("#/components/schemas/"), ref
         resolve(spec, ref)
+    # The create body is one of two shapes: FlowCtl's `tasks` or a definition's `steps`.
     body = spec["paths"]["/api/v1/workflows"]["post"]["requestBody"]
-    schema = body["content"]["application/json"]["schema"]
-    assert resolve(spec, schema["properties"]["tasks"]["items"]["$ref"])["title"] == "TaskIn"
+    flowctl_ref, definition_ref = (
+        s["$ref"] for s in body["content"]["application/json"]["schema"]["oneOf"]
+    )
+    flowctl_body = resolve(spec, flowctl_ref)
+    assert resolve(spec, flowctl_body["properties"]["tasks"]["items"]["$ref"])["title"] == "TaskIn"
+    assert {"start_step", "steps"} <= set(resolve(spec, definition_ref)["required"])
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowctl.api import schemas as doc
 from flowctl.api.agent_runs import render_run
 from flowctl.api.body import parse_model, read_json
 from flowctl.api.render import JSONBody
@@ -33,12 +34,23 @@ def build_router(service: WorkflowService, agents: AgentService) -> APIRouter:
         "/workflows/{workflow_id}/execute",
         status_code=202,
         summary="Start a run of an agent workflow",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ExecuteIn.model_json_schema()}},
-            }
-        },
+        openapi_extra=doc.request_body(
+            ExecuteIn, examples={"etl": ("The ETL example's input", doc.EXECUTE_EXAMPLE)}
+        ),
+        responses=doc.responses(
+            202,
+            doc.Run,
+            "Accepted: the run is created PENDING and runs in the background",
+            example=doc.RUN_PENDING_EXAMPLE,
+            errors={
+                400: "The body is not valid JSON, or the workflow is inactive, deleted or "
+                "a FlowCtl workflow",
+                404: "No workflow has this id",
+                413: None,
+                422: None,
+                503: None,
+            },
+        ),
     )
     async def execute_workflow(workflow_id: str, request: Request):
         value = await read_json(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowctl.api import schemas as doc
 from flowctl.api.body import parse_model, read_json
 from flowctl.api.errors import ApiError
 from flowctl.api.render import JSONBody, iso, page_keys, parse_iso
@@ -106,7 +107,17 @@ def build_router(service: WorkflowService) -> APIRouter:
     router = APIRouter(prefix="/api/v1/runs", tags=["Agent workflow runs"])
     settings = service.settings
 
-    @router.get("", summary="List runs, filtered and sorted")
+    @router.get(
+        "",
+        summary="List runs, filtered and sorted",
+        responses=doc.responses(
+            200,
+            doc.RunList,
+            "One page of runs",
+            example=doc.page("items", [doc.RUN_FAILED_EXAMPLE]),
+            errors={422: None, 503: None},
+        ),
+    )
     async def list_runs(
         page: int = Query(1, ge=1, le=1_000_000),
         page_size: int = Query(20, ge=1, le=100),
@@ -135,17 +146,54 @@ def build_router(service: WorkflowService) -> APIRouter:
         rows, total = await service.list_runs(flt)
         return JSONBody(page_keys("items", [render_run(r) for r in rows], total, page, page_size))
 
-    @router.get("/{run_id}", summary="Get a run")
+    @router.get(
+        "/{run_id}",
+        summary="Get a run",
+        responses=doc.responses(
+            200,
+            doc.Run,
+            "The run",
+            example=doc.RUN_COMPLETED_EXAMPLE,
+            errors={404: "No run has this id", 503: None},
+        ),
+    )
     async def get_run(run_id: str):
         run, _ = await service.get_run(run_id, resource="Run")
         return JSONBody(render_run(run))
 
-    @router.get("/{run_id}/steps", summary="A run's steps, in the order they started")
+    @router.get(
+        "/{run_id}/steps",
+        summary="A run's steps, in the order they started",
+        responses=doc.responses(
+            200,
+            list[doc.RunStep],
+            "The steps (a JSON array); those not started yet come last",
+            example=doc.RUN_STEPS_EXAMPLE,
+            errors={404: "No run has this id", 503: None},
+        ),
+    )
     async def get_run_steps(run_id: str):
         _, steps = await service.get_run(run_id, resource="Run")
         return JSONBody([render_step(s) for s in sorted(steps, key=_step_order)])
 
-    @router.post("/{run_id}/retry", status_code=202, summary="Retry a failed or cancelled run")
+    @router.post(
+        "/{run_id}/retry",
+        status_code=202,
+        summary="Retry a failed or cancelled run",
+        description="Resumes from the first incomplete step; completed steps do not run "
+        "again. Any request body is ignored.",
+        responses=doc.responses(
+            202,
+            doc.Run,
+            "Accepted: the run is pending again",
+            example=doc.RUN_RETRIED_EXAMPLE,
+            errors={
+                400: "The run is not FAILED or CANCELLED",
+                404: "No run has this id",
+                503: None,
+            },
+        ),
+    )
     async def retry_run(run_id: str):
         try:
             await service.retry(run_id, by="api")
@@ -154,7 +202,29 @@ def build_router(service: WorkflowService) -> APIRouter:
         run, _ = await service.get_run(run_id, resource="Run")
         return JSONBody(render_run(run), status_code=202)
 
-    @router.post("/{run_id}/cancel", summary="Cancel a pending or running run")
+    @router.post(
+        "/{run_id}/cancel",
+        summary="Cancel a pending or running run",
+        openapi_extra=doc.request_body(
+            CancelIn,
+            required=False,
+            description="Optional: an empty body cancels without a reason",
+            examples={"reason": ("With a reason", {"reason": "Incorrect input data provided"})},
+        ),
+        responses=doc.responses(
+            200,
+            doc.Run,
+            "Cancelled: the running agent call is stopped",
+            example=doc.RUN_CANCELLED_EXAMPLE,
+            errors={
+                400: "The body is not valid JSON, or the run is not PENDING or RUNNING",
+                404: "No run has this id",
+                413: None,
+                422: None,
+                503: None,
+            },
+        ),
+    )
     async def cancel_run(run_id: str, request: Request):
         reason = None
         if await request.body():
@@ -169,7 +239,17 @@ def build_router(service: WorkflowService) -> APIRouter:
         run, _ = await service.get_run(run_id, resource="Run")
         return JSONBody(render_run(run))
 
-    @router.get("/{run_id}/logs", summary="A run's log: every state change and log line")
+    @router.get(
+        "/{run_id}/logs",
+        summary="A run's log: every state change and log line",
+        responses=doc.responses(
+            200,
+            doc.RunLogs,
+            "One page of the run's events, oldest first",
+            example=doc.RUN_LOGS_EXAMPLE,
+            errors={404: "No run has this id", 422: None, 503: None},
+        ),
+    )
     async def get_run_logs(
         run_id: str,
         page: int = Query(1, ge=1, le=1_000_000),

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowctl.api import flowctl as flowctl_surface
+from flowctl.api import schemas as doc
 from flowctl.api.body import parse_model, read_json
 from flowctl.api.errors import ApiError
 from flowctl.api.render import JSONBody, iso, page_keys
@@ -161,14 +162,38 @@ def build_router(service: WorkflowService) -> APIRouter:
         "a body with `start_step` and `steps` creates a reusable, versioned agent-workflow "
         "definition (status `active`, version 1) that runs when executed. Both or neither "
         "is a 422.",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": flowctl_surface.WorkflowIn.model_json_schema()}
-                },
-            }
-        },
+        openapi_extra=doc.request_body(
+            flowctl_surface.WorkflowIn,
+            AgentWorkflowIn,
+            examples={
+                "flowctl": (
+                    "A FlowCtl workflow (tasks), queued at once",
+                    doc.FLOWCTL_CREATE_EXAMPLE,
+                ),
+                "agent_workflow": (
+                    "An agent-workflow definition (start_step + steps)",
+                    doc.AGENT_WORKFLOW_CREATE_EXAMPLE,
+                ),
+            },
+        ),
+        responses=doc.responses(
+            201,
+            doc.Workflow | doc.WorkflowDefinition,
+            "Created: a FlowCtl workflow (from `tasks`) or a definition (from `steps`)",
+            examples={
+                "flowctl": ("A FlowCtl workflow, queued", doc.WORKFLOW_CREATED_EXAMPLE),
+                "agent_workflow": ("An agent-workflow definition", doc.DEFINITION_EXAMPLE),
+            },
+            errors={
+                400: "The body is not valid JSON, or the workflow cannot run as written "
+                "(unknown or inactive agent, cycle, unreachable step, duplicate name...): "
+                "each problem is listed in `errors`",
+                413: None,
+                422: "Validation failed (both or neither shape, wrong types, ranges): "
+                "each offending field is listed in `errors`",
+                503: None,
+            },
+        ),
     )
     async def create_workflow(request: Request):
         value = await read_json(
@@ -193,6 +218,13 @@ def build_router(service: WorkflowService) -> APIRouter:
         "(pending|running|completed|failed|cancelled) in one list, each in its own shape. "
         "A status filters to its kind; without one, both are listed (deleted definitions "
         "left out). Carries both pagination vocabularies.",
+        responses=doc.responses(
+            200,
+            doc.WorkflowList,
+            "One page of workflows, under both `workflows` and `items`",
+            example=doc.page("workflows", [doc.DEFINITION_EXAMPLE, doc.WORKFLOW_RUNNING_EXAMPLE]),
+            errors={422: None, 503: None},
+        ),
     )
     async def list_workflows(
         page: int = Query(1, ge=1, le=1_000_000),
@@ -232,7 +264,20 @@ def build_router(service: WorkflowService) -> APIRouter:
         ]
         return JSONBody(page_keys("workflows", items, total, page, size))
 
-    @router.get("/workflows/{workflow_id}", summary="Get a workflow")
+    @router.get(
+        "/workflows/{workflow_id}",
+        summary="Get a workflow",
+        responses=doc.responses(
+            200,
+            doc.Workflow | doc.WorkflowDefinition,
+            "A FlowCtl workflow or an agent-workflow definition, each in its own shape",
+            examples={
+                "flowctl": ("A FlowCtl workflow", doc.WORKFLOW_RUNNING_EXAMPLE),
+                "agent_workflow": ("An agent-workflow definition", doc.DEFINITION_EXAMPLE),
+            },
+            errors={404: "No workflow has this id", 503: None},
+        ),
+    )
     async def get_workflow(workflow_id: str):
         kind, found = await definitions.lookup(workflow_id)
         if kind == "definition":
@@ -244,14 +289,27 @@ def build_router(service: WorkflowService) -> APIRouter:
         summary="Update a workflow definition",
         description="Partial update. A change of `start_step` or `steps` is a new version "
         "(the previous one stays readable under /versions); other fields keep the version.",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": AgentWorkflowUpdate.model_json_schema()}
-                },
-            }
-        },
+        openapi_extra=doc.request_body(
+            AgentWorkflowUpdate, examples=doc.DEFINITION_UPDATE_EXAMPLES
+        ),
+        responses=doc.responses(
+            200,
+            doc.WorkflowDefinition,
+            "The definition as updated",
+            example={
+                **doc.DEFINITION_EXAMPLE,
+                "description": "Updated ETL pipeline with validation",
+                "updated_at": doc.T5,
+            },
+            errors={
+                400: "The body is not valid JSON, the definition is deleted or a FlowCtl "
+                "workflow, or the new steps cannot run as written (each problem in `errors`)",
+                404: "No workflow has this id",
+                413: None,
+                422: None,
+                503: None,
+            },
+        ),
     )
     async def update_workflow(workflow_id: str, request: Request):
         value = await read_json(
@@ -268,7 +326,21 @@ def build_router(service: WorkflowService) -> APIRouter:
         )
         return JSONBody(render_definition(await definitions.update(workflow_id, changes)))
 
-    @router.delete("/workflows/{workflow_id}", summary="Delete a workflow definition (soft)")
+    @router.delete(
+        "/workflows/{workflow_id}",
+        summary="Delete a workflow definition (soft)",
+        responses=doc.responses(
+            200,
+            doc.Message,
+            "Deleted (deleting a deleted definition again changes nothing)",
+            example={"message": f"Workflow '{doc.DEFINITION_ID}' deleted successfully"},
+            errors={
+                400: "The id names a FlowCtl workflow (cancel it instead)",
+                404: "No workflow has this id",
+                503: None,
+            },
+        ),
+    )
     async def delete_workflow(workflow_id: str):
         await definitions.delete(workflow_id)
         return JSONBody({"message": f"Workflow '{workflow_id}' deleted successfully"})
@@ -276,6 +348,24 @@ def build_router(service: WorkflowService) -> APIRouter:
     @router.get(
         "/workflows/{workflow_id}/versions",
         summary="List a workflow definition's versions, newest first",
+        responses=doc.responses(
+            200,
+            doc.WorkflowVersionList,
+            "One page of versions, the current one first",
+            example=doc.page(
+                "items",
+                [
+                    {**doc.DEFINITION_EXAMPLE, "version": 2, "created_at": doc.T5},
+                    {**doc.DEFINITION_EXAMPLE, "id": doc.DEFINITION_VERSION_ID, "version": 1},
+                ],
+            ),
+            errors={
+                400: "The id names a FlowCtl workflow, which has no versions",
+                404: "No workflow has this id",
+                422: None,
+                503: None,
+            },
+        ),
     )
     async def list_versions(
         workflow_id: str,

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from flowctl.api import schemas as doc
 from flowctl.api.body import parse_model, read_json
 from flowctl.api.render import JSONBody, iso, page_keys
 from flowctl.engine.agents import masked_auth_config
@@ -139,15 +140,6 @@ def render_agent(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
-
-
 def build_router(runtime: Runtime) -> APIRouter:
     service = runtime.agents
     _ = service.box  # load the key now (or create it): a bad key stops the start
@@ -160,7 +152,25 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
 
     @router.post(
-        "", status_code=201, summary="Register an agent", openapi_extra=_body_schema(AgentIn)
+        "",
+        status_code=201,
+        summary="Register an agent",
+        openapi_extra=doc.request_body(
+            AgentIn,
+            examples={"bearer": ("An agent called with a bearer token", doc.AGENT_CREATE_EXAMPLE)},
+        ),
+        responses=doc.responses(
+            201,
+            doc.Agent,
+            "Registered (auth_config answered masked)",
+            example=doc.AGENT_EXAMPLE,
+            errors={
+                400: "The body is not valid JSON, or an agent with this name already exists",
+                413: None,
+                422: None,
+                503: None,
+            },
+        ),
     )
     async def create_agent(request: Request):
         body = parse_model(AgentIn, await body_of(request))
@@ -175,7 +185,17 @@ def build_router(runtime: Runtime) -> APIRouter:
         )
         return JSONBody(render_agent(row), status_code=201)
 
-    @router.get("", summary="List agents (deleted ones only with status=deleted)")
+    @router.get(
+        "",
+        summary="List agents (deleted ones only with status=deleted)",
+        responses=doc.responses(
+            200,
+            doc.AgentList,
+            "One page of agents",
+            example=doc.page("items", [doc.AGENT_EXAMPLE]),
+            errors={422: None, 503: None},
+        ),
+    )
     async def list_agents(
         page: int = Query(1, ge=1, le=1_000_000),
         page_size: int = Query(20, ge=1, le=100),
@@ -184,25 +204,79 @@ def build_router(runtime: Runtime) -> APIRouter:
         rows, total = await service.list_agents(status=status, page=page, page_size=page_size)
         return JSONBody(page_keys("items", [render_agent(r) for r in rows], total, page, page_size))
 
-    @router.get("/{agent_id}", summary="Get an agent")
+    @router.get(
+        "/{agent_id}",
+        summary="Get an agent",
+        responses=doc.responses(
+            200,
+            doc.Agent,
+            "The agent",
+            example=doc.AGENT_EXAMPLE,
+            errors={404: "No agent has this id", 503: None},
+        ),
+    )
     async def get_agent(agent_id: str):
         return JSONBody(render_agent(await service.get(agent_id)))
 
     @router.put(
         "/{agent_id}",
         summary="Update an agent (only the fields sent)",
-        openapi_extra=_body_schema(AgentPatch),
+        openapi_extra=doc.request_body(
+            AgentPatch, examples={"timeout": ("Change two fields", doc.AGENT_UPDATE_EXAMPLE)}
+        ),
+        responses=doc.responses(
+            200,
+            doc.Agent,
+            "The agent as updated",
+            example={
+                **doc.AGENT_EXAMPLE,
+                **doc.AGENT_UPDATE_EXAMPLE,
+                "updated_at": doc.T5,
+            },
+            errors={
+                400: "The body is not valid JSON, or another agent has this name",
+                404: "No agent has this id",
+                409: "The agent is deleted and can no longer be changed",
+                413: None,
+                422: None,
+                503: None,
+            },
+        ),
     )
     async def update_agent(agent_id: str, request: Request):
         patch = parse_model(AgentPatch, await body_of(request))
         return JSONBody(render_agent(await service.update(agent_id, patch.changes())))
 
-    @router.delete("/{agent_id}", summary="Delete an agent (soft: its status becomes deleted)")
+    @router.delete(
+        "/{agent_id}",
+        summary="Delete an agent (soft: its status becomes deleted)",
+        responses=doc.responses(
+            200,
+            doc.Message,
+            "Deleted",
+            example={"message": f"Agent '{doc.AGENT_ID}' deleted successfully"},
+            errors={
+                404: "No agent has this id",
+                409: "The agent is already deleted",
+                503: None,
+            },
+        ),
+    )
     async def delete_agent(agent_id: str):
         await service.delete(agent_id)
         return JSONBody({"message": f"Agent '{agent_id}' deleted successfully"})
 
-    @router.get("/{agent_id}/health", summary="Call the agent's /health endpoint")
+    @router.get(
+        "/{agent_id}/health",
+        summary="Call the agent's /health endpoint",
+        responses=doc.responses(
+            200,
+            doc.AgentHealth,
+            "The outcome of the call (an unreachable agent is `healthy: false`, still a 200)",
+            examples=doc.AGENT_HEALTH_EXAMPLES,
+            errors={404: "No agent has this id", 503: None},
+        ),
+    )
     async def agent_health(agent_id: str):
         return JSONBody(await service.check_health(agent_id))
 

@@ -15,7 +15,6 @@ has no ReDoc and has not been released since 2023.
 
 from __future__ import annotations
 
-import copy
 from importlib.resources import files
 from typing import Any
 
@@ -28,6 +27,8 @@ from fastapi.openapi.docs import (
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from flowctl.api.schemas import add_request_schemas, restore_examples
+
 STATIC_URL = "/static/docs"
 _ASSETS = files("fastapi_offline") / "static"
 
@@ -35,7 +36,9 @@ _ASSETS = files("fastapi_offline") / "static"
 def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
     """Add /docs, /redoc and their local assets to an app built with
     `docs_url=None, redoc_url=None` (so FastAPI adds no CDN-backed pages of its own),
-    and make the generated OpenAPI document's schema references resolvable."""
+    and complete the generated OpenAPI document: the request-body models that routes
+    reading their own body refer to by `$ref` (`schemas.request_body`), and the
+    examples as declared (FastAPI drops their null fields)."""
     openapi_url = app.openapi_url
     if openapi_url is None:
         raise ValueError("the API documentation pages need app.openapi_url")
@@ -45,7 +48,9 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            hoist_defs(generate())  # FastAPI caches the document in app.openapi_schema
+            spec = generate()  # FastAPI caches it in app.openapi_schema
+            add_request_schemas(spec)
+            restore_examples(spec, app.routes)
         return app.openapi_schema
 
     app.openapi = openapi
@@ -81,65 +86,3 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
             redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
             with_google_fonts=False,
         )
-
-
-def hoist_defs(spec: dict[str, Any]) -> dict[str, Any]:
-    """Move inline JSON Schema `$defs` into `components/schemas`, in place.
-
-    A Pydantic `model_json_schema()` placed in a route's `openapi_extra` (as the
-    FlowCtl create-workflow body is) carries its own `$defs` with references like
-    `#/$defs/TaskIn`. Such a reference is resolved against the root of the OpenAPI
-    document, where there is no `$defs`: ReDoc then refuses to render at all
-    ("Invalid reference token: $defs") and Swagger UI shows resolver errors. Each
-    definition becomes a component (reused when an identical one exists, renamed
-    when a different one has its name) and the references are rewritten to it.
-    """
-    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-
-    def visit(node: Any) -> None:
-        if isinstance(node, list):
-            for item in node:
-                visit(item)
-            return
-        if not isinstance(node, dict):
-            return
-        defs = node.pop("$defs", None)
-        if isinstance(defs, dict):
-            names: dict[str, str] = {}
-            for name, schema in defs.items():
-                target, n = name, 2
-                while target in schemas and schemas[target] != _rewritten(schema, {name: name}):
-                    target, n = f"{name}{n}", n + 1
-                names[name] = target
-            _rewrite_refs(node, names)
-            for name, schema in defs.items():
-                _rewrite_refs(schema, names)
-                visit(schema)
-                schemas[names[name]] = schema
-        for value in node.values():
-            visit(value)
-
-    visit(spec.get("paths", {}))
-    visit(spec.get("webhooks", {}))
-    return spec
-
-
-def _rewritten(schema: Any, names: dict[str, str]) -> Any:
-    clone = copy.deepcopy(schema)
-    _rewrite_refs(clone, names)
-    return clone
-
-
-def _rewrite_refs(node: Any, names: dict[str, str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _rewrite_refs(item, names)
-    elif isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            name = ref.removeprefix("#/$defs/")
-            if name in names:
-                node["$ref"] = f"#/components/schemas/{names[name]}"
-        for key, value in node.items():
-            if key != "$defs":  # nested $defs are handled when visited
-                _rewrite_refs(value, names)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from flowctl.api import schemas as doc
 from flowctl.api.render import JSONBody, iso
 from flowctl.domain.backoff import RetryPolicy
 from flowctl.domain.durations import format_duration, parse_duration
@@ -156,17 +157,51 @@ def build_router(service: WorkflowService) -> APIRouter:
     # definitions: they live in agent_workflows.py, which dispatches to
     # WorkflowIn, to_new_workflow and render_workflow above.
 
-    @router.get("/workflows/{workflow_id}/tasks", summary="List a workflow's tasks")
+    @router.get(
+        "/workflows/{workflow_id}/tasks",
+        summary="List a workflow's tasks",
+        responses=doc.responses(
+            200,
+            doc.WorkflowTasks,
+            "The workflow's tasks",
+            example={"tasks": doc.WORKFLOW_RUNNING_EXAMPLE["tasks"]},
+            errors={404: "No workflow (or run) has this id", 503: None},
+        ),
+    )
     async def get_workflow_tasks(workflow_id: str):
         _, steps = await service.get_run(workflow_id)
         return JSONBody({"tasks": [render_task(s) for s in steps]})
 
-    @router.put("/workflows/{workflow_id}/cancel", summary="Cancel a workflow")
+    @router.put(
+        "/workflows/{workflow_id}/cancel",
+        summary="Cancel a workflow",
+        responses=doc.responses(
+            200,
+            doc.Message,
+            "Cancelled: its running tasks are stopped",
+            example={"message": "Workflow cancelled"},
+            errors={
+                404: "No workflow (or run) has this id",
+                409: "The workflow has already ended (completed, failed or cancelled)",
+                503: None,
+            },
+        ),
+    )
     async def cancel_workflow(workflow_id: str):
         await service.cancel(workflow_id, by="api")
         return JSONBody({"message": "Workflow cancelled"})
 
-    @router.get("/tasks/{task_id}", summary="Get a task")
+    @router.get(
+        "/tasks/{task_id}",
+        summary="Get a task",
+        responses=doc.responses(
+            200,
+            doc.Task,
+            "The task",
+            example=doc.TASK_EXAMPLE,
+            errors={404: "No task has this id", 503: None},
+        ),
+    )
     async def get_task(task_id: str):
         return JSONBody(render_task(await service.get_step(task_id)))
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from flowctl import __version__
+from flowctl.api import schemas as doc
 from flowctl.api.render import JSONBody, now_iso
 from flowctl.engine.errors import Unavailable
 from flowctl.engine.service import WorkflowService
@@ -17,7 +18,22 @@ from flowctl.events import metrics
 def build_router(service: WorkflowService) -> APIRouter:
     router = APIRouter(tags=["System"])
 
-    @router.get("/health", summary="Liveness: the process answers")
+    @router.get(
+        "/health",
+        summary="Liveness: the process answers",
+        responses=doc.responses(
+            200,
+            doc.Health,
+            "The process is up",
+            example={
+                "status": "healthy",
+                "timestamp": doc.T0,
+                "version": __version__,
+                "uptime_seconds": 3600.5,
+                "services": None,
+            },
+        ),
+    )
     async def health():
         return {
             "status": "healthy",
@@ -27,7 +43,27 @@ def build_router(service: WorkflowService) -> APIRouter:
             "services": None,
         }
 
-    @router.get("/api/v1/health", summary="Health, including the database")
+    @router.get(
+        "/api/v1/health",
+        summary="Health, including the database",
+        responses=doc.responses(
+            200,
+            doc.ApiHealth,
+            "The database answers",
+            example={"status": "healthy", "timestamp": doc.T0},
+            extra={
+                503: {
+                    "model": doc.ApiHealth,
+                    "description": "The database does not answer",
+                    "content": {
+                        "application/json": {
+                            "example": {"status": "unhealthy", "timestamp": doc.T0}
+                        }
+                    },
+                }
+            },
+        ),
+    )
     async def api_health():
         try:
             await service.db.ping()
@@ -36,7 +72,23 @@ def build_router(service: WorkflowService) -> APIRouter:
             status, code = "unhealthy", 503
         return JSONBody({"status": status, "timestamp": now_iso()}, status_code=code)
 
-    @router.get("/health/ready", summary="Readiness: database and workers")
+    @router.get(
+        "/health/ready",
+        summary="Readiness: database and workers",
+        responses=doc.responses(
+            200,
+            doc.Readiness,
+            "Every check is healthy",
+            example=doc.READY_EXAMPLE,
+            extra={
+                503: {
+                    "model": doc.Readiness,
+                    "description": "A check is not healthy (the same body, `ready: false`)",
+                    "content": {"application/json": {"example": doc.NOT_READY_EXAMPLE}},
+                }
+            },
+        ),
+    )
     async def ready():
         checks = {}
         started = time.perf_counter()
@@ -79,7 +131,23 @@ def build_router(service: WorkflowService) -> APIRouter:
             status_code=200 if ok else 503,
         )
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The Prometheus text exposition format",
+                "content": {
+                    "text/plain; version=0.0.4; charset=utf-8": {
+                        "schema": {"type": "string"},
+                        "example": doc.PROMETHEUS_EXAMPLE,
+                    }
+                },
+            },
+            "default": {"model": doc.ErrorBody, "description": doc.DEFAULT_ERROR},
+        },
+    )
     async def prometheus_metrics():
         snapshot = metrics.SNAPSHOT
         try:
@@ -90,7 +158,17 @@ def build_router(service: WorkflowService) -> APIRouter:
             pass  # serve the last snapshot; process metrics still help
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @router.get("/api/v1/metrics", summary="Workflow, task and worker counts (JSON)")
+    @router.get(
+        "/api/v1/metrics",
+        summary="Workflow, task and worker counts (JSON)",
+        responses=doc.responses(
+            200,
+            doc.Metrics,
+            "Counts by status, and the live workers",
+            example=doc.METRICS_EXAMPLE,
+            errors={503: None},
+        ),
+    )
     async def json_metrics():
         counts = await service.status_counts()
         live = await service.live_workers()
