@@ -5,6 +5,13 @@ The API never sees a credential again once it is written: `auth_config` is
 encrypted with the server's key (security/secrets.py) before it reaches the
 store, and responses show only its key names. Decryption happens in `resolve`,
 which the worker calls when it runs an `agent` step.
+
+Resolved agents are cached in the process (see `AgentCache`): an `agent` step
+would otherwise pay a database read and a Fernet decrypt every time. Every
+create, update and delete through this service empties the cache once its
+transaction is over, so a change made through this process's API applies to
+every step that starts after the request returned. Changes made by another
+process (PostgreSQL, several servers) apply within `AgentCache.ttl` seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ from flowctl.security.secrets import SecretBox
 from flowctl.store import agents as store
 from flowctl.store.database import Database, DatabaseUnavailable
 
+# How long a resolved agent is reused without reading it again. One process owns
+# a SQLite data dir (the data-dir lock), and every change there goes through its
+# AgentService, which empties the cache: the TTL is only a safety net. With
+# PostgreSQL, other servers may change an agent: they are seen within 1 s.
+CACHE_TTL_SQLITE_S = 30.0
+CACHE_TTL_POSTGRES_S = 1.0
 AUTH_TYPES = ("none", "bearer", "apikey")
 AGENT_STATUSES = ("active", "inactive", "deleted")
 DEFAULT_TIMEOUT_MS = 30_000
@@ -167,11 +180,59 @@ def _check_retry(config: Mapping[str, Any]) -> list[FieldError]:
     return []
 
 
+class AgentCache:
+    """Resolved agents by name, each kept `ttl` seconds.
+
+    `invalidate()` empties it and bumps a generation: a lookup that read the
+    database before an invalidation does not store what it read (it may be
+    older than the change), so a stale row never outlives the change that
+    invalidated it. Names that resolve to nothing are not cached (their steps
+    fail anyway, and a later create must be seen at once).
+    """
+
+    def __init__(self, ttl: float):
+        self.ttl = ttl
+        self.generation = 0
+        self._entries: dict[str, tuple[float, ResolvedAgent]] = {}
+
+    def get(self, name: str) -> ResolvedAgent | None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._entries[name]
+            return None
+        return entry[1]
+
+    def put(self, agents: Mapping[str, ResolvedAgent], generation: int) -> None:
+        """Stores what a lookup that started at `generation` read, unless
+        the cache was invalidated meanwhile."""
+        if generation != self.generation or self.ttl <= 0:
+            return
+        expires = time.monotonic() + self.ttl
+        for name, agent in agents.items():
+            self._entries[name] = (expires, agent)
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
 class AgentService:
-    def __init__(self, db: Database, settings: Settings, box: SecretBox | None = None):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        box: SecretBox | None = None,
+        *,
+        cache_ttl: float | None = None,
+    ):
         self.db = db
         self.settings = settings
         self._box = box
+        if cache_ttl is None:
+            cache_ttl = CACHE_TTL_POSTGRES_S if db.is_postgres else CACHE_TTL_SQLITE_S
+        self.cache = AgentCache(cache_ttl)
 
     @property
     def box(self) -> SecretBox:
@@ -183,7 +244,12 @@ class AgentService:
     async def _call(self, fn, *args, write: bool = False, **kwargs):
         try:
             if write:
-                return await self.db.write(fn, *args, **kwargs)
+                try:
+                    return await self.db.write(fn, *args, **kwargs)
+                finally:
+                    # Whatever happened (an error may come after the commit), the
+                    # next step reads the agent again.
+                    self.cache.invalidate()
             return await self.db.read(fn, *args, **kwargs)
         except DatabaseUnavailable as exc:
             raise Unavailable(f"database unavailable: {exc}") from exc
@@ -319,10 +385,25 @@ class AgentService:
 
     async def resolve(self, names: Iterable[str]) -> dict[str, ResolvedAgent]:
         """The agents (active or inactive; deleted ones are absent) with these
-        names, credentials decrypted. The caller decides what inactive means."""
-        rows = await self._call(store.get_agents_by_names, list(names))
-        box = self.box
-        return {name: resolve_row(row, box) for name, row in rows.items()}
+        names, credentials decrypted. The caller decides what inactive means.
+
+        Served from the cache when it can (see the module doc)."""
+        found: dict[str, ResolvedAgent] = {}
+        missing: list[str] = []
+        for name in names:
+            agent = self.cache.get(name)
+            if agent is None:
+                missing.append(name)
+            else:
+                found[name] = agent
+        if missing:
+            generation = self.cache.generation
+            rows = await self._call(store.get_agents_by_names, missing)
+            box = self.box
+            read = {name: resolve_row(row, box) for name, row in rows.items()}
+            self.cache.put(read, generation)
+            found.update(read)
+        return found
 
     async def active_names(self, names: Iterable[str]) -> set[str]:
         return await self._call(store.active_agent_names, list(names))

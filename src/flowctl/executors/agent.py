@@ -421,42 +421,47 @@ class _Session:
             raise failure_for(exc, self.agent) from exc
 
 
-# One HTTP connection pool per agent (URL, credentials, timeout) and event loop:
-# a client per call would open a new TCP connection for every step, which was
-# most of the latency flowctl added to an agent call (bench W5). The SDK does not
-# close a client handed to it in ClientConfig.
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]] = (
+# One HTTP connection pool per agent (URL, credentials, timeout) and event loop,
+# and the SDK client built on it for the agent's current card: a client per call
+# would open a new TCP connection for every step, which was most of the latency
+# flowctl added to an agent call (bench W5), and building the SDK client (the
+# factory, its transport, the card's interfaces) costs more per step. The SDK
+# client keeps no state between calls; the SDK does not close an httpx client
+# handed to it in ClientConfig. A card read again (expired, or dropped after a
+# failed call) is a new object, and gets a new SDK client.
+@dataclass(slots=True)
+class _Pool:
+    http: httpx.AsyncClient
+    card: AgentCard | None = None  # the card `client` was built from
+    client: Client | None = None
+    protocol: str = ""
+
+
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _Pool]] = (
     weakref.WeakKeyDictionary()
 )
 _MAX_POOLS = 64
 
 
-def _http_for(agent: AgentTarget, headers: dict[str, str]) -> httpx.AsyncClient:
+def _pool_for(agent: AgentTarget, headers: dict[str, str]) -> _Pool:
     pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
     key = (agent.url, tuple(sorted(headers.items())), agent.timeout_s)
-    http = pools.get(key)
-    if http is None or http.is_closed:
+    pool = pools.get(key)
+    if pool is None or pool.http.is_closed:
         if len(pools) >= _MAX_POOLS:  # forget the oldest agent's pool
             oldest = pools.pop(next(iter(pools)))
-            asyncio.get_running_loop().create_task(oldest.aclose())
+            asyncio.get_running_loop().create_task(oldest.http.aclose())
         http = httpx.AsyncClient(
             headers=headers, timeout=httpx.Timeout(agent.timeout_s), verify=_ssl()
         )
-        pools[key] = http
-    return http
+        pool = pools[key] = _Pool(http)
+    return pool
 
 
-@contextlib.asynccontextmanager
-async def connect(agent: AgentTarget, *, cached_ok: bool = True) -> AsyncIterator[_Session]:
-    """An SDK client for `agent`, chosen by its card."""
-    headers = agent.headers()
-    http = _http_for(agent, headers)
-    try:
-        card, from_cache = await resolve_card(http, agent, cached_ok=cached_ok)
-    except StepFailed:
-        raise
-    except Exception as exc:
-        raise failure_for(exc, agent) from exc
+def _client_for(pool: _Pool, card: AgentCard) -> tuple[Client, str]:
+    """The SDK client (and protocol version) for `card` on `pool`, built once per card."""
+    if pool.card is card and pool.client is not None:
+        return pool.client, pool.protocol
     protocol = card_protocol(card)
     if not protocol:
         bindings = sorted({i.protocol_binding for i in card.supported_interfaces})
@@ -465,7 +470,7 @@ async def connect(agent: AgentTarget, *, cached_ok: bool = True) -> AsyncIterato
             retryable=False,
         )
     config = ClientConfig(
-        httpx_client=http,
+        httpx_client=pool.http,
         streaming=False,
         polling=True,  # return_immediately: a task comes back at once, we follow it
         supported_protocol_bindings=[TransportProtocol.JSONRPC],
@@ -474,10 +479,24 @@ async def connect(agent: AgentTarget, *, cached_ok: bool = True) -> AsyncIterato
         client = ClientFactory(config).create(card)
     except ValueError as exc:
         raise StepFailed(f"cannot talk to agent: {exc}", retryable=False) from exc
+    # The client it replaces holds nothing of its own to close (the pool's httpx
+    # client is shared), and calls in flight may still be using it.
+    pool.card, pool.client, pool.protocol = card, client, protocol
+    return client, protocol
+
+
+@contextlib.asynccontextmanager
+async def connect(agent: AgentTarget, *, cached_ok: bool = True) -> AsyncIterator[_Session]:
+    """An SDK client for `agent`, chosen by its card (shared with other calls)."""
+    pool = _pool_for(agent, agent.headers())
     try:
-        yield _Session(client, protocol, agent, from_cache)
-    finally:
-        await client.close()  # leaves the pooled httpx client open
+        card, from_cache = await resolve_card(pool.http, agent, cached_ok=cached_ok)
+    except StepFailed:
+        raise
+    except Exception as exc:
+        raise failure_for(exc, agent) from exc
+    client, protocol = _client_for(pool, card)
+    yield _Session(client, protocol, agent, from_cache)
 
 
 # --- the executor -----------------------------------------------------------------
