@@ -544,12 +544,22 @@ def _claim(
     batch.claimed.extend(claimed)
 
 
+_RUN_INPUTS = select(runs.c.id, runs.c.input).where(
+    runs.c.id.in_(bindparam("run_ids", expanding=True))
+)
+_UPSTREAM_OUTPUTS = select(step_runs.c.run_id, step_runs.c.name, step_runs.c.result).where(
+    step_runs.c.run_id.in_(bindparam("run_ids", expanding=True)),
+    step_runs.c.name.in_(bindparam("names", expanding=True)),
+    step_runs.c.status == StepStatus.COMPLETED.value,
+)
+
+
 def _load_template_sources(conn: Connection, claimed: Sequence[ClaimedStep]) -> None:
     """Fetch what `${...}` in these payloads can refer to: run input, upstream outputs."""
     if not claimed:
         return
     run_ids = sorted({c.run_id for c in claimed})
-    inputs = dict(conn.execute(select(runs.c.id, runs.c.input).where(runs.c.id.in_(run_ids))).all())
+    inputs = dict(conn.execute(_RUN_INPUTS, {"run_ids": run_ids}).all())
     wanted: set[str] = set()
     for c in claimed:
         # A bad template is reported on the step by the worker, not here.
@@ -557,13 +567,7 @@ def _load_template_sources(conn: Connection, claimed: Sequence[ClaimedStep]) -> 
             wanted.update(ref.step for ref in iter_references(c.payload) if ref.step)
     outputs: dict[str, dict[str, Any]] = defaultdict(dict)
     if wanted:
-        rows = conn.execute(
-            select(step_runs.c.run_id, step_runs.c.name, step_runs.c.result).where(
-                step_runs.c.run_id.in_(run_ids),
-                step_runs.c.name.in_(sorted(wanted)),
-                step_runs.c.status == StepStatus.COMPLETED.value,
-            )
-        )
+        rows = conn.execute(_UPSTREAM_OUTPUTS, {"run_ids": run_ids, "names": sorted(wanted)})
         for run_id, name, result in rows:
             outputs[run_id][name] = result
     for c in claimed:
