@@ -161,3 +161,45 @@ def test_bad_input_never_damages_stored_runs(sqlite_api):
     done = sqlite_api.wait(good["id"])
     assert done["status"] == "completed"
     assert done["name"] == "survivor"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        (
+            "POST",
+            "/api/v1/workflows",
+            b'{"name": "a\\u0000b", "tasks": [{"name": "a", "type": "noop"}]}',
+        ),
+        (
+            "POST",
+            "/api/v1/workflows",
+            b'{"name": "ab", "tasks": [{"name": "a", "type": "noop", "payload": {"k\\u0000": 1}}]}',
+        ),
+        (
+            "POST",
+            "/api/v1/workflows",
+            b'{"name": "ab", "tasks": [{"name": "a", "type": "noop", '
+            b'"payload": {"k": ["x\\u0000"]}}]}',
+        ),
+        (
+            "POST",
+            "/api/v1/agents",
+            b'{"name": "ag", "url": "http://x:1", "description": "\\u0000"}',
+        ),
+        ("GET", "/api/v1/workflows?name=a%00b", None),
+        ("GET", "/api/v1/runs/a%00b", None),
+        ("GET", "/api/v1/agents/a%00b", None),
+    ],
+    ids=["name", "payload-key", "payload-value", "agent", "query", "path", "agent-path"],
+)
+def test_nul_characters_are_refused_on_both_databases(api, method, path, body):
+    # PostgreSQL cannot store or compare U+0000: without the check these were 500s.
+    before = api.http.get("/api/v1/workflows").json()["total"]
+    resp = api.http.request(
+        method, path, content=body, headers={"content-type": "application/json"}
+    )
+    assert resp.status_code == 400, resp.text
+    assert "NUL" in resp.json()["error"]
+    assert resp.json()["request_id"] == resp.headers["x-request-id"]
+    assert api.http.get("/api/v1/workflows").json()["total"] == before

@@ -44,6 +44,14 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                # No id, name or filter holds U+0000, and PostgreSQL cannot even
+                # compare a string that does: refuse it here, for every route.
+                status = 400
+                await _send_error(
+                    send, scope, request_id, 400, "The URL contains a NUL character (%00)"
+                )
+                return
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception(
@@ -52,21 +60,7 @@ class RequestContextMiddleware:
             if started_response:
                 raise
             status = 500
-            body = orjson.dumps(
-                error_body(scope["path"], request_id, 500, "An unexpected error occurred")
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"x-request-id", request_id.encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _send_error(send, scope, request_id, 500, "An unexpected error occurred")
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -74,3 +68,19 @@ class RequestContextMiddleware:
             metrics.API_REQUEST_DURATION.labels(scope["method"], template).observe(
                 time.perf_counter() - began
             )
+
+
+async def _send_error(send: Send, scope: Scope, request_id: str, status: int, message: str) -> None:
+    body = orjson.dumps(error_body(scope["path"], request_id, status, message))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
