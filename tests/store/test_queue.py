@@ -4,10 +4,10 @@ lease expiry and concurrency limits, driven without a worker."""
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
 from flowctl.config import Settings
 from flowctl.domain.graph import StepSpec, compile_tasks
@@ -18,8 +18,10 @@ from flowctl.engine.service import NewWorkflow, WorkflowService
 from flowctl.engine.wakeups import Wakeups
 from flowctl.executors.registry import default_registry
 from flowctl.store import queue
+from flowctl.store.clock import read_now
 from flowctl.store.database import Database
 from flowctl.store.queue import StepOutcome
+from flowctl.store.schema import step_runs
 
 
 class Store:
@@ -156,14 +158,33 @@ def test_two_concurrent_claimers_never_share_a_step(url):
     run(scenario())
 
 
-def test_lease_expiry_uses_the_database_clock(url):
+def test_leases_are_timed_by_the_database_clock(url):
     async def scenario():
         async with Store(url) as store:
             await store.submit(StepSpec(name="a", type="noop"))
-            await store.claim("w1", 1, ttl=60)
-            before = time.time()
+            claimed = (await store.claim("w1", 1, ttl=60)).claimed[0]
+            db_now = await store.db.read(read_now)
+            row = await store.db.read(
+                lambda conn: conn.execute(
+                    select(step_runs.c.lease_expires_at, step_runs.c.started_at).where(
+                        step_runs.c.id == claimed.id
+                    )
+                ).one()
+            )
+            # Expiry = the database's time at the claim + the TTL.
+            assert row.lease_expires_at == pytest.approx(row.started_at + 60)
+            assert 59 < row.lease_expires_at - db_now <= 60
+            # Not expired while the database clock says the lease holds...
             assert await store.db.write(queue.expire_stale_leases) == []
-            assert time.time() - before < 5
+            # ...and expired once it says so.
+            await store.db.write(
+                lambda conn: conn.execute(
+                    update(step_runs)
+                    .where(step_runs.c.id == claimed.id)
+                    .values(lease_expires_at=row.lease_expires_at - 61)
+                )
+            )
+            assert await store.db.write(queue.expire_stale_leases) == [claimed.id]
 
     run(scenario())
 
@@ -201,7 +222,9 @@ def test_retry_resumes_from_the_failed_step_and_keeps_completed_outputs(url):
                 "b": "failed",
                 "c": "cancelled",
             }
-            assert await store.service.retry(run_id) == ["b", "c"]
+            retried = await store.service.retry(run_id)
+            assert retried.resumed_steps == ["b", "c"]
+            assert retried.run["status"] == "pending" and retried.run["id"] == run_id
             run, steps = await store.service.get_run(run_id)
             assert run["status"] == "pending" and run["error"] is None
             by_name = {s["name"]: s for s in steps}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowctl.api import schemas as doc
-from flowctl.api.body import parse_model, read_json
+from flowctl.api.body import parse_model, read_body
 from flowctl.api.errors import ApiError
 from flowctl.api.render import JSONBody, iso, page_keys, parse_iso
 from flowctl.domain.graph import FieldError
@@ -196,11 +196,10 @@ def build_router(service: WorkflowService) -> APIRouter:
     )
     async def retry_run(run_id: str):
         try:
-            await service.retry(run_id, by="api")
+            result = await service.retry(run_id, by="api")
         except Conflict as exc:
             raise ServiceError(exc.message) from None  # this surface says 400
-        run, _ = await service.get_run(run_id, resource="Run")
-        return JSONBody(render_run(run), status_code=202)
+        return JSONBody(render_run(result.run), status_code=202)
 
     @router.post(
         "/{run_id}/cancel",
@@ -226,12 +225,9 @@ def build_router(service: WorkflowService) -> APIRouter:
         ),
     )
     async def cancel_run(run_id: str, request: Request):
-        reason = None
-        if await request.body():
-            value = await read_json(
-                request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-            )
-            reason = parse_model(CancelIn, value).reason
+        # The body is optional; an empty one means no reason.
+        value = await read_body(request, settings, optional=True)
+        reason = None if value is None else parse_model(CancelIn, value).reason
         try:
             await service.cancel(run_id, by="system", reason=reason, resource="Run")
         except Conflict as exc:

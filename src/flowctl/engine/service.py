@@ -18,11 +18,11 @@ from flowctl.domain.graph import DefinitionInvalid, FieldError, StepSpec, Workfl
 from flowctl.domain.runsettings import RunSettings
 from flowctl.domain.states import RunStatus, StepStatus
 from flowctl.domain.templates import has_references
-from flowctl.engine.errors import Conflict, InvalidInput, NotFound, Unavailable
+from flowctl.engine.errors import Conflict, InvalidInput, NotFound, call_store
 from flowctl.engine.wakeups import Wakeups
 from flowctl.executors.base import ExecutorRegistry
 from flowctl.store import events, queue, runs, workers
-from flowctl.store.database import Database, DatabaseUnavailable
+from flowctl.store.database import Database
 from flowctl.store.runs import RunFilter
 
 
@@ -72,12 +72,7 @@ class WorkflowService:
         self.settings = settings
 
     async def _call(self, fn, *args, write: bool = False, **kwargs):
-        try:
-            if write:
-                return await self.db.write(fn, *args, **kwargs)
-            return await self.db.read(fn, *args, **kwargs)
-        except DatabaseUnavailable as exc:
-            raise Unavailable(f"database unavailable: {exc}") from exc
+        return await call_store(self.db, fn, *args, write=write, **kwargs)
 
     # --- definitions --------------------------------------------------------
 
@@ -278,16 +273,17 @@ class WorkflowService:
         # Stop its steps running in this process now; other processes hear NOTIFY.
         self.wakeups.runs_cancelled([run_id])
 
-    async def retry(self, run_id: str, *, by: str | None = None) -> list[str]:
-        """Resume a failed or cancelled run; returns the steps that will run again.
-        NotFound, or Conflict if the run is not failed or cancelled."""
+    async def retry(self, run_id: str, *, by: str | None = None) -> runs.RetryResult:
+        """Resume a failed or cancelled run: the result names the steps that will
+        run again and holds the run as the retry left it (pending, whatever a
+        worker does next). NotFound, or Conflict if it is not failed or cancelled."""
         result = await self._call(runs.retry_run, run_id, by=by, write=True)
         if not result.found:
             raise NotFound("Run", run_id)
         if not result.retried:
             raise Conflict(f"Run is {result.status}; only failed or cancelled runs can be retried")
         self.wakeups.work_ready()
-        return result.resumed_steps
+        return result
 
     # --- system -------------------------------------------------------------
 

@@ -437,6 +437,7 @@ class RetryResult:
     retried: bool
     status: str | None  # the run's status before the attempt
     resumed_steps: list[str]  # names of the steps that will run again
+    run: dict[str, Any] | None = None  # the run as the retry left it (pending)
 
 
 def retry_run(conn: Connection, run_id: str, *, by: str | None = None) -> RetryResult:
@@ -509,4 +510,4 @@ def retry_run(conn: Connection, run_id: str, *, by: str | None = None) -> RetryR
         ],
     )
     notify(conn, READY_CHANNEL)
-    return RetryResult(True, True, status, names)
+    return RetryResult(True, True, status, names, get_run(conn, run_id))
