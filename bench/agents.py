@@ -37,7 +37,7 @@ import uvicorn
 if __package__ in (None, ""):  # run as a script: make `flowctl` importable from src/
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flowctl.testing.a2a_agents import AgentCalls, EchoExecutor, build_agent_app
+from flowctl.testing.a2a_agents import AgentCalls, EchoExecutor, build_agent_app, replaying
 
 
 def _context_id(body: bytes) -> tuple[str, str | None]:
@@ -81,14 +81,7 @@ class Timed:
             if not event.get("more_body"):
                 break
         body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        replay = replaying(body, receive)
 
         done: dict[str, float] = {}
 

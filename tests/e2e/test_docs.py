@@ -29,8 +29,8 @@ def chromium() -> str:
         if found:
             return found
     if IN_CI:
-        pytest.fail("CI=true but chromium is not installed (`make browser` installs it)")
-    pytest.skip("chromium not found: `make browser` installs it (Debian package chromium)")
+        pytest.fail("CI=true but chromium is not installed (`make test-tools` installs it)")
+    pytest.skip("chromium not found: `make test-tools` installs it (Debian package chromium)")
 
 
 def render(url: str, profile: Path) -> str:

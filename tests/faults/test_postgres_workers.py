@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Api, sh, task, wait_for
+from helpers import IN_CI, Api, sh, task, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -130,7 +130,10 @@ def test_postgres_outage_of_five_seconds_fails_no_run(pg_procs, tmp_path: Path):
     """Stops the local PostgreSQL cluster: runs alone (see the Makefile)."""
     cluster = _local_cluster()
     if cluster is None:
-        pytest.skip("no local PostgreSQL cluster to stop (pg_lsclusters not found)")
+        reason = "no local PostgreSQL cluster to stop (pg_lsclusters not found)"
+        if IN_CI:
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
     api = Api(pg_procs.server("--no-worker", **LEASES).url)
     pg_procs.worker(**LEASES)
     wf = api.submit(

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowctl.api import schemas as doc
 from flowctl.api.agent_runs import render_run
-from flowctl.api.body import parse_model, read_json
+from flowctl.api.body import read_model
 from flowctl.api.render import JSONBody
-from flowctl.domain.runsettings import RunSettings
 from flowctl.engine.agents import AgentService
 from flowctl.engine.definitions import DefinitionService
 from flowctl.engine.service import WorkflowService
@@ -53,26 +52,9 @@ def build_router(service: WorkflowService, agents: AgentService) -> APIRouter:
         ),
     )
     async def execute_workflow(workflow_id: str, request: Request):
-        value = await read_json(
-            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
-        body = parse_model(ExecuteIn, value)
-        definition = await definitions.get_executable(workflow_id)
-        # Each agent step retries as its agent's retry_config says (PRODUCT.md:
-        # the step, the definition's retry_policy, then the agent's retry_config).
-        names = {step["agent"] for step in definition["graph"] if step.get("agent")}
-        resolved = await agents.resolve(names)
-        step_policies = {
-            step["name"]: resolved[step["agent"]].retry_policy()
-            for step in definition["graph"]
-            if step.get("agent") in resolved
-        }
-        run, _ = await service.start(
-            definition,
-            input=body.input_data,
-            settings=RunSettings(),
-            triggered_by="system",
-            step_policies=step_policies,
+        body = await read_model(request, ExecuteIn, settings)
+        run = await definitions.execute(
+            workflow_id, body.input_data, workflows=service, agents=agents
         )
         return JSONBody(render_run(run), status_code=202)
 

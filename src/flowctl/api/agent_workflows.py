@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowctl.api import flowctl as flowctl_surface
 from flowctl.api import schemas as doc
-from flowctl.api.body import parse_model, read_json
+from flowctl.api.body import parse_model, read_body, read_model
 from flowctl.api.errors import ApiError
 from flowctl.api.render import JSONBody, iso, page_keys
 from flowctl.domain.graph import FieldError
@@ -196,9 +196,7 @@ def build_router(service: WorkflowService) -> APIRouter:
         ),
     )
     async def create_workflow(request: Request):
-        value = await read_json(
-            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
+        value = await read_body(request, settings)
         if body_shape(value) == "tasks":
             body = parse_model(flowctl_surface.WorkflowIn, value)
             run, steps = await service.submit(flowctl_surface.to_new_workflow(body, service))
@@ -312,10 +310,7 @@ def build_router(service: WorkflowService) -> APIRouter:
         ),
     )
     async def update_workflow(workflow_id: str, request: Request):
-        value = await read_json(
-            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
-        body = parse_model(AgentWorkflowUpdate, value)
+        body = await read_model(request, AgentWorkflowUpdate, settings)
         given = body.model_fields_set
         changes = DefinitionChanges(
             name=body.name if "name" in given else UNSET,

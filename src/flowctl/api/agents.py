@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from flowctl.api import schemas as doc
-from flowctl.api.body import parse_model, read_json
+from flowctl.api.body import read_model
 from flowctl.api.render import JSONBody, iso, page_keys
 from flowctl.engine.agents import masked_auth_config
 
@@ -146,11 +146,6 @@ def build_router(runtime: Runtime) -> APIRouter:
     settings = runtime.settings
     router = APIRouter(prefix="/api/v1/agents", tags=["Agents"])
 
-    async def body_of(request: Request) -> Any:
-        return await read_json(
-            request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-        )
-
     @router.post(
         "",
         status_code=201,
@@ -173,7 +168,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         ),
     )
     async def create_agent(request: Request):
-        body = parse_model(AgentIn, await body_of(request))
+        body = await read_model(request, AgentIn, settings)
         row = await service.create(
             name=body.name,
             url=body.url,
@@ -244,7 +239,7 @@ def build_router(runtime: Runtime) -> APIRouter:
         ),
     )
     async def update_agent(agent_id: str, request: Request):
-        patch = parse_model(AgentPatch, await body_of(request))
+        patch = await read_model(request, AgentPatch, settings)
         return JSONBody(render_agent(await service.update(agent_id, patch.changes())))
 
     @router.delete(

@@ -28,11 +28,17 @@ import httpx
 from flowctl.config import Settings
 from flowctl.domain.backoff import RetryPolicy
 from flowctl.domain.graph import FieldError
-from flowctl.engine.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
+from flowctl.engine.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    call_store,
+)
 from flowctl.engine.service import new_id
 from flowctl.security.secrets import SecretBox
 from flowctl.store import agents as store
-from flowctl.store.database import Database, DatabaseUnavailable
+from flowctl.store.database import Database
 
 # How long a resolved agent is reused without reading it again. One process owns
 # a SQLite data dir (the data-dir lock), and every change there goes through its
@@ -243,16 +249,14 @@ class AgentService:
 
     async def _call(self, fn, *args, write: bool = False, **kwargs):
         try:
-            if write:
-                try:
-                    return await self.db.write(fn, *args, **kwargs)
-                finally:
-                    # Whatever happened (an error may come after the commit), the
-                    # next step reads the agent again.
-                    self.cache.invalidate()
-            return await self.db.read(fn, *args, **kwargs)
-        except DatabaseUnavailable as exc:
-            raise Unavailable(f"database unavailable: {exc}") from exc
+            if not write:
+                return await call_store(self.db, fn, *args, **kwargs)
+            try:
+                return await call_store(self.db, fn, *args, write=True, **kwargs)
+            finally:
+                # Whatever happened (an error may come after the commit), the
+                # next step reads the agent again.
+                self.cache.invalidate()
         except store.DuplicateAgentName as exc:
             raise DuplicateName(str(exc)) from None
         except store.AgentDeleted as exc:

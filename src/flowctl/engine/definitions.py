@@ -33,14 +33,16 @@ from flowctl.domain.graph import (
     WorkflowGraph,
     compile_linked_steps,
 )
+from flowctl.domain.runsettings import RunSettings
 from flowctl.domain.states import RunStatus
-from flowctl.engine.errors import InvalidInput, NotFound, ServiceError, Unavailable
+from flowctl.engine.agents import AgentService
+from flowctl.engine.errors import InvalidInput, NotFound, ServiceError, call_store
 from flowctl.engine.service import WorkflowService, new_id
 from flowctl.executors.base import ExecutorRegistry
 from flowctl.store import agents as agent_store
 from flowctl.store import definitions as store
 from flowctl.store import runs as run_store
-from flowctl.store.database import Database, DatabaseUnavailable
+from flowctl.store.database import Database
 from flowctl.store.definitions import WorkflowListFilter
 
 KIND = "steps"  # definitions.kind of this syntax
@@ -151,12 +153,7 @@ class DefinitionService:
         return cls(service.db, service.registry, service.settings)
 
     async def _call(self, fn, *args, write: bool = False, **kwargs):
-        try:
-            if write:
-                return await self.db.write(fn, *args, **kwargs)
-            return await self.db.read(fn, *args, **kwargs)
-        except DatabaseUnavailable as exc:
-            raise Unavailable(f"database unavailable: {exc}") from exc
+        return await call_store(self.db, fn, *args, write=write, **kwargs)
 
     # --- validation ---------------------------------------------------------
 
@@ -393,6 +390,36 @@ class DefinitionService:
                 f"Workflow '{definition_id}' is {row['status']} and cannot be executed"
             )
         return row
+
+    async def execute(
+        self,
+        definition_id: str,
+        input_data: dict[str, Any],
+        *,
+        workflows: WorkflowService,
+        agents: AgentService,
+        triggered_by: str = "system",
+    ) -> dict[str, Any]:
+        """Start a run of the definition's current version; returns the run as
+        inserted (pending). Refused as `get_executable` says."""
+        definition = await self.get_executable(definition_id)
+        # Each agent step retries as its agent's retry_config says (PRODUCT.md:
+        # the step, the definition's retry_policy, then the agent's retry_config).
+        names = {step["agent"] for step in definition["graph"] if step.get("agent")}
+        resolved = await agents.resolve(names)
+        step_policies = {
+            step["name"]: resolved[step["agent"]].retry_policy()
+            for step in definition["graph"]
+            if step.get("agent") in resolved
+        }
+        run, _ = await workflows.start(
+            definition,
+            input=input_data,
+            settings=RunSettings(),
+            triggered_by=triggered_by,
+            step_policies=step_policies,
+        )
+        return run
 
     async def list_workflows(
         self,

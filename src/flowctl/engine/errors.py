@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from flowctl.domain.graph import FieldError
+from flowctl.store.database import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from flowctl.store.database import Database
 
 
 class ServiceError(Exception):
@@ -44,3 +49,16 @@ class Unavailable(ServiceError):
     """The database cannot be reached right now (503)."""
 
     status_code = 503
+
+
+async def call_store(
+    db: Database, fn: Callable[..., Any], *args: Any, write: bool = False, **kwargs: Any
+) -> Any:
+    """Run a store function in a transaction (read-write with `write`); an
+    unreachable database becomes Unavailable, which every surface answers 503."""
+    try:
+        if write:
+            return await db.write(fn, *args, **kwargs)
+        return await db.read(fn, *args, **kwargs)
+    except DatabaseUnavailable as exc:
+        raise Unavailable(f"database unavailable: {exc}") from exc

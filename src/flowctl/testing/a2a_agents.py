@@ -334,16 +334,7 @@ class _Recorder:
             await _send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "error": error})
             return
 
-        delivered = False
-
-        async def replay() -> dict:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     def _take_fault(self, method: str) -> Fault | None:
         faults = self.calls.faults
@@ -364,6 +355,21 @@ class _Recorder:
         headers = [(b"content-type", fault.content_type.encode())]
         await send({"type": "http.response.start", "status": fault.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def replaying(body: bytes, receive: Callable) -> Callable:
+    """An ASGI `receive` that hands the app a request body already read (by a
+    wrapper that had to look at it), then defers to the real one."""
+    delivered = False
+
+    async def receive_again() -> dict:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_again
 
 
 async def _send_json(send: Callable, status: int, data: Any) -> None:
