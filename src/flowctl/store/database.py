@@ -35,6 +35,8 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from flowctl.store.clock import register_sqlite_clock
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -174,6 +176,7 @@ class Database:
         def _on_connect(dbapi_conn, _record):
             # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
             dbapi_conn.isolation_level = None
+            register_sqlite_clock(dbapi_conn)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA synchronous={synchronous}")
