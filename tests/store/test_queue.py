@@ -37,7 +37,7 @@ class Store:
     async def __aexit__(self, *exc) -> None:
         await self.db.close()
 
-    async def submit(self, *specs: StepSpec, max_concurrency: int = 10) -> str:
+    async def submit(self, *specs: StepSpec, max_concurrency: int = 10, input=None) -> str:
         graph = compile_tasks(list(specs), known_types=self.service.registry.type_names)
         run, _ = await self.service.submit(
             NewWorkflow(
@@ -45,6 +45,7 @@ class Store:
                 kind="tasks",
                 graph=graph,
                 settings=RunSettings(max_concurrency=max_concurrency),
+                input=input,
             )
         )
         return run["id"]
@@ -115,6 +116,53 @@ def test_a_dependent_is_claimable_only_after_its_dependency_completes(url):
     run(scenario())
 
 
+def test_a_claimed_step_comes_with_what_its_templates_refer_to(url):
+    """The run input and upstream outputs, whether the upstream step completed
+    in the claiming transaction (read from the outcome) or before it (read back)."""
+
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                StepSpec(name="a", type="noop"),
+                StepSpec(name="b", type="noop", dependencies=("a",)),
+                StepSpec(
+                    name="c",
+                    type="noop",
+                    dependencies=("b",),
+                    payload={
+                        "x": "${a.output.n}",
+                        "y": "${b.output}",
+                        "r": "${workflow.input.region}",
+                    },
+                ),
+                StepSpec(name="d", type="noop", dependencies=("c",), payload={"z": 1}),
+                input={"region": "eu", "n": 3},
+            )
+            a = (await store.claim("w1", 10)).claimed[0]
+            assert (a.has_templates, a.workflow_input, a.upstream_outputs) == (False, None, {})
+            batch = await store.db.write(
+                queue.complete_and_claim, "w1", [done(a, {"n": 7})], 0, 30.0
+            )
+            b = (await store.claim("w1", 10)).claimed[0]
+            # `b` completes and `c` is claimed in one transaction: `a`'s output
+            # is read back, `b`'s comes from the outcome (tuple -> list, as stored).
+            batch = await store.db.write(
+                queue.complete_and_claim, "w1", [done(b, {"v": (1, 2.5)})], 10, 30.0
+            )
+            (c,) = batch.claimed
+            assert c.name == "c" and c.has_templates
+            assert c.workflow_input == {"region": "eu", "n": 3}
+            assert c.upstream_outputs == {"a": {"n": 7}, "b": {"v": [1, 2.5]}}
+            assert type(c.upstream_outputs["b"]["v"]) is list
+            batch = await store.db.write(
+                queue.complete_and_claim, "w1", [done(c, {"ok": True})], 10, 30.0
+            )
+            (d,) = batch.claimed
+            assert (d.has_templates, d.workflow_input, d.upstream_outputs) == (False, None, {})
+
+    run(scenario())
+
+
 def test_a_stale_lease_cannot_complete_or_renew(url):
     async def scenario():
         async with Store(url) as store:
@@ -172,7 +220,7 @@ def test_leases_are_timed_by_the_database_clock(url):
                 ).one()
             )
             # Expiry = the database's time at the claim + the TTL.
-            assert row.lease_expires_at == pytest.approx(row.started_at + 60)
+            assert abs(row.lease_expires_at - 60 - row.started_at) < 0.05
             assert 59 < row.lease_expires_at - db_now <= 60
             # Not expired while the database clock says the lease holds...
             assert await store.db.write(queue.expire_stale_leases) == []

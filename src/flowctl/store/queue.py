@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select, update
+import orjson
+from sqlalchemy import bindparam, case, func, literal_column, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -31,7 +32,7 @@ from flowctl.domain.states import (
     StepStatus,
 )
 from flowctl.domain.templates import iter_references
-from flowctl.store.clock import read_now
+from flowctl.store.clock import db_now, read_now
 from flowctl.store.events import append_events, event_row
 from flowctl.store.guards import status_in, step_may_become
 from flowctl.store.hints import not_via_index
@@ -118,7 +119,13 @@ def complete_and_claim(
     if outcomes:
         locked_runs = _apply_outcomes(conn, owner, outcomes, now, events, batch)
     if claim_limit > 0:
-        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs)
+        rejected = set(batch.rejected)
+        just_completed = {
+            (o.run_id, o.step_name): o.output
+            for o in outcomes
+            if o.status == StepStatus.COMPLETED and o.step_id not in rejected
+        }
+        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs, just_completed)
     # Retries scheduled by this batch; the maintenance loop's timers cover the
     # ones other workers scheduled (it wakes at the earliest one).
     delays = [o.retry_delay for o in outcomes if o.status == StepStatus.RETRYING]
@@ -417,6 +424,14 @@ _RUNNING_BY_RUN = (
     )
     .group_by(step_runs.c.run_id)
 )
+# The run's input comes back with the lease of a step whose payload can refer
+# to it: a correlated subquery instead of a query of its own.
+_WORKFLOW_INPUT = case(
+    (
+        step_runs.c.has_templates != 0,
+        select(runs.c.input).where(runs.c.id == step_runs.c.run_id).scalar_subquery(),
+    )
+).label("workflow_input")
 _LEASE = (
     update(step_runs)
     .where(
@@ -429,10 +444,27 @@ _LEASE = (
         lease_owner=bindparam("owner"),
         lease_epoch=step_runs.c.lease_epoch + 1,
         lease_expires_at=bindparam("expires"),
-        started_at=bindparam("now"),
+        # When the lease was taken, not when the transaction began: the same
+        # transaction may first have recorded other steps' outcomes.
+        started_at=db_now(),
         updated_at=bindparam("now"),
     )
-    .returning(*_CLAIM_COLUMNS)
+    .returning(*_CLAIM_COLUMNS, _WORKFLOW_INPUT)
+)
+# pending -> running is the run's first claim; settle_runs never needs it.
+_START_RUNS = (
+    update(runs)
+    .where(
+        runs.c.id.in_(bindparam("run_ids", expanding=True)),
+        runs.c.status == RunStatus.PENDING.value,
+    )
+    .values(
+        status=RunStatus.RUNNING.value,
+        started_at=bindparam("now"),
+        deadline_at=bindparam("now") + runs.c.timeout_s,
+        updated_at=bindparam("now"),
+    )
+    .returning(runs.c.id, runs.c.timeout_s)
 )
 
 
@@ -445,6 +477,7 @@ def _claim(
     events: list[dict[str, Any]],
     batch: Batch,
     locked_runs: frozenset[str] = frozenset(),
+    just_completed: dict[tuple[str, str], Any] | None = None,
 ) -> None:
     postgres = conn.dialect.name == "postgresql"
     # One more than we take tells us whether work is left.
@@ -504,27 +537,16 @@ def _claim(
                 agent=r.agent,
                 checkpoint=r.checkpoint,
                 has_templates=bool(r.has_templates),
+                workflow_input=r.workflow_input,
             )
             for r in rows
         ),
         key=lambda c: order[c.id],
     )
     started_runs = []
-    if pending_runs & {c.run_id for c in claimed}:
-        started_runs = conn.execute(
-            update(runs)
-            .where(
-                runs.c.id.in_({c.run_id for c in claimed}), runs.c.status == RunStatus.PENDING.value
-            )
-            # pending -> running is the run's first claim; settle_runs never needs it
-            .values(
-                status=RunStatus.RUNNING.value,
-                started_at=now,
-                deadline_at=now + runs.c.timeout_s,
-                updated_at=now,
-            )
-            .returning(runs.c.id, runs.c.timeout_s)
-        ).all()
+    starting = sorted(pending_runs & {c.run_id for c in claimed})
+    if starting:
+        started_runs = conn.execute(_START_RUNS, {"run_ids": starting, "now": now}).all()
     for run_id, timeout_s in started_runs:
         events.append(event_row(run_id, "run.started", now, data={"status": "running"}))
         if timeout_s is not None:
@@ -540,13 +562,12 @@ def _claim(
                 data={"step": c.name, "attempt": c.retry_count + 1, "worker": owner},
             )
         )
-    _load_template_sources(conn, [c for c in claimed if c.has_templates])
+    templated = [c for c in claimed if c.has_templates]
+    if templated:
+        _load_upstream_outputs(conn, templated, just_completed or {})
     batch.claimed.extend(claimed)
 
 
-_RUN_INPUTS = select(runs.c.id, runs.c.input).where(
-    runs.c.id.in_(bindparam("run_ids", expanding=True))
-)
 _UPSTREAM_OUTPUTS = select(step_runs.c.run_id, step_runs.c.name, step_runs.c.result).where(
     step_runs.c.run_id.in_(bindparam("run_ids", expanding=True)),
     step_runs.c.name.in_(bindparam("names", expanding=True)),
@@ -554,25 +575,40 @@ _UPSTREAM_OUTPUTS = select(step_runs.c.run_id, step_runs.c.name, step_runs.c.res
 )
 
 
-def _load_template_sources(conn: Connection, claimed: Sequence[ClaimedStep]) -> None:
-    """Fetch what `${...}` in these payloads can refer to: run input, upstream outputs."""
-    if not claimed:
-        return
-    run_ids = sorted({c.run_id for c in claimed})
-    inputs = dict(conn.execute(_RUN_INPUTS, {"run_ids": run_ids}).all())
-    wanted: set[str] = set()
+def _load_upstream_outputs(
+    conn: Connection,
+    claimed: Sequence[ClaimedStep],
+    just_completed: dict[tuple[str, str], Any],
+) -> None:
+    """Fetch the upstream outputs `${steps.<name>...}` in these payloads refer to.
+
+    Outputs recorded by this same transaction (a chain: complete a step, claim
+    the next) are taken from `just_completed` rather than read back.
+    """
+    wanted: list[tuple[ClaimedStep, set[str]]] = []
     for c in claimed:
         # A bad template is reported on the step by the worker, not here.
         with contextlib.suppress(ValueError):
-            wanted.update(ref.step for ref in iter_references(c.payload) if ref.step)
-    outputs: dict[str, dict[str, Any]] = defaultdict(dict)
-    if wanted:
-        rows = conn.execute(_UPSTREAM_OUTPUTS, {"run_ids": run_ids, "names": sorted(wanted)})
-        for run_id, name, result in rows:
-            outputs[run_id][name] = result
-    for c in claimed:
-        c.workflow_input = inputs.get(c.run_id)
-        c.upstream_outputs = outputs.get(c.run_id, {})
+            wanted.append((c, {ref.step for ref in iter_references(c.payload) if ref.step}))
+    missing = {(c.run_id, name) for c, names in wanted for name in names} - just_completed.keys()
+    outputs: dict[tuple[str, str], Any] = {}
+    if missing:
+        rows = conn.execute(
+            _UPSTREAM_OUTPUTS,
+            {
+                "run_ids": sorted({run_id for run_id, _ in missing}),
+                "names": sorted({name for _, name in missing}),
+            },
+        )
+        outputs = {(run_id, name): result for run_id, name, result in rows}
+    for c, names in wanted:
+        for name in names:
+            key = (c.run_id, name)
+            if key in just_completed:
+                # As the database would give it back (JSON types only).
+                c.upstream_outputs[name] = orjson.loads(orjson.dumps(just_completed[key]))
+            elif key in outputs:
+                c.upstream_outputs[name] = outputs[key]
 
 
 # --- leases ---------------------------------------------------------------------

@@ -3,14 +3,16 @@ place a run's status is recomputed from its steps (`settle_runs`)."""
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Double, Table, func, insert, select, update
+from sqlalchemy import Double, Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Update
 
 from flowctl.domain.durations import format_duration
 from flowctl.domain.states import (
@@ -218,7 +220,6 @@ def settle_runs(
     events: list[dict[str, Any]],
     *,
     error: str | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> list[tuple[str, RunStatus]]:
     """Recompute each run's status from its steps and apply it if it changed.
 
@@ -228,15 +229,9 @@ def settle_runs(
     if not run_ids:
         return []
     counts: dict[str, dict[StepStatus, int]] = defaultdict(dict)
-    for run_id, status, n in conn.execute(
-        select(step_runs.c.run_id, step_runs.c.status, func.count())
-        .where(step_runs.c.run_id.in_(run_ids))
-        .group_by(step_runs.c.run_id, step_runs.c.status)
-    ):
+    for run_id, status, n in conn.execute(_STEP_COUNTS, {"run_ids": list(run_ids)}):
         counts[run_id][StepStatus(status)] = n
-    current = dict(
-        conn.execute(select(runs.c.id, runs.c.status).where(runs.c.id.in_(run_ids))).all()
-    )
+    current = dict(conn.execute(_RUN_STATUSES, {"run_ids": list(run_ids)}).all())
     moved: list[tuple[str, RunStatus]] = []
     for run_id in run_ids:
         if run_id not in current:
@@ -245,20 +240,15 @@ def settle_runs(
         target = derive_run_status(counts.get(run_id, {}))
         if target == source or not can_transition_run(source, target):
             continue
-        values: dict[str, Any] = {"status": target.value, "updated_at": now, **(extra or {})}
         message = error
-        if target in TERMINAL_RUN_STATUSES:
-            # completed_at is when the run ended, however it ended.
-            values["completed_at"] = now
         if target == RunStatus.FAILED and message is None:
             message = _failed_step_message(conn, run_id)
         if target == RunStatus.RUNNING:
-            values["started_at"] = func.coalesce(runs.c.started_at, now)
-        if message is not None and target != RunStatus.RUNNING:
-            values["error"] = message
-        result = conn.execute(
-            update(runs).where(runs.c.id == run_id, run_may_become(target)).values(**values)
-        )
+            message = None
+        params = {"s_run": run_id, "s_now": now}
+        if message is not None:
+            params["s_error"] = message
+        result = conn.execute(_settle_statement(target, with_error=message is not None), params)
         if result.rowcount:
             moved.append((run_id, target))
             level = "error" if target == RunStatus.FAILED else "info"
@@ -268,11 +258,38 @@ def settle_runs(
                     f"run.{target.value}",
                     now,
                     level=level,
-                    message=values.get("error"),
+                    message=message,
                     data={"status": target.value},
                 )
             )
     return moved
+
+
+_STEP_COUNTS = (
+    select(step_runs.c.run_id, step_runs.c.status, func.count())
+    .where(step_runs.c.run_id.in_(bindparam("run_ids", expanding=True)))
+    .group_by(step_runs.c.run_id, step_runs.c.status)
+)
+_RUN_STATUSES = select(runs.c.id, runs.c.status).where(
+    runs.c.id.in_(bindparam("run_ids", expanding=True))
+)
+
+
+@functools.cache
+def _settle_statement(target: RunStatus, *, with_error: bool) -> Update:
+    """The UPDATE that moves one run to `target`: built once per shape, as
+    building it cost more than running it."""
+    values: dict[str, Any] = {"status": target.value, "updated_at": bindparam("s_now")}
+    if with_error:
+        values["error"] = bindparam("s_error")
+    if target in TERMINAL_RUN_STATUSES:
+        # completed_at is when the run ended, however it ended.
+        values["completed_at"] = bindparam("s_now")
+    if target == RunStatus.RUNNING:
+        values["started_at"] = func.coalesce(runs.c.started_at, bindparam("s_now"))
+    return (
+        update(runs).where(runs.c.id == bindparam("s_run"), run_may_become(target)).values(values)
+    )
 
 
 def _failed_step_message(conn: Connection, run_id: str) -> str:
