@@ -4,6 +4,7 @@ lease expiry and concurrency limits, driven without a worker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,24 @@ def test_a_claimed_step_comes_with_what_its_templates_refer_to(url):
             )
             (d,) = batch.claimed
             assert (d.has_templates, d.workflow_input, d.upstream_outputs) == (False, None, {})
+
+    run(scenario())
+
+
+def test_a_step_completed_when_it_ended_not_when_its_outcome_was_written(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(StepSpec(name="a", type="noop"))
+            a = (await store.claim("w1", 1)).claimed[0]
+            await asyncio.sleep(0.3)
+            # The step ended 0.2 s ago; its outcome waited for the writer since.
+            outcome = done(a, {"ok": True})
+            outcome.ended = time.perf_counter() - 0.2
+            await store.report("w1", outcome)
+            step = await store.step(a.id)
+            db_now = await store.db.read(read_now)
+            assert 0.05 < step["completed_at"] - step["started_at"] < 0.2
+            assert db_now - step["completed_at"] > 0.2
 
     run(scenario())
 

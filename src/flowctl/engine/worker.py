@@ -320,6 +320,7 @@ class Worker:
         self, step: RunningStep, ctx: StepContext, status: StepStatus, **fields: Any
     ) -> StepOutcome:
         claimed = step.claimed
+        ended = time.perf_counter()
         return StepOutcome(
             step_id=claimed.id,
             run_id=claimed.run_id,
@@ -329,7 +330,8 @@ class Worker:
             input=ctx.payload if claimed.has_templates else None,
             dependents=claimed.dependents,
             attempt=ctx.attempt,
-            duration_ms=(time.perf_counter() - step.started) * 1000,
+            duration_ms=(ended - step.started) * 1000,
+            ended=ended,
             logs=[(line.level, line.message, line.data) for line in ctx.logs],
             **fields,
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,10 @@ class StepOutcome:
     attempt: int = 1
     duration_ms: float | None = None
     logs: list[tuple[str, str, dict[str, Any] | None]] = field(default_factory=list)
+    # time.perf_counter() when the step ended, in the process that writes the
+    # outcome: the step's completed_at is when it ended, not when an outcome
+    # that waited for the writer (or for a batch) was recorded.
+    ended: float | None = None
 
 
 @dataclass(slots=True)
@@ -113,11 +118,12 @@ def complete_and_claim(
     that completes its predecessor.
     """
     now = read_now(conn)
+    read_at = time.perf_counter()
     batch = Batch()
     events: list[dict[str, Any]] = []
     locked_runs: frozenset[str] = frozenset()
     if outcomes:
-        locked_runs = _apply_outcomes(conn, owner, outcomes, now, events, batch)
+        locked_runs = _apply_outcomes(conn, owner, outcomes, now, read_at, events, batch)
     if claim_limit > 0:
         rejected = set(batch.rejected)
         just_completed = {
@@ -179,7 +185,7 @@ _COMPLETE = (
         result=bindparam("b_result", type_=step_runs.c.result.type),
         input=bindparam("b_input", type_=step_runs.c.input.type),
         error=None,
-        completed_at=bindparam("b_now"),
+        completed_at=bindparam("b_ended"),
         **_RELEASED,
     )
 )
@@ -199,10 +205,14 @@ def _apply_outcomes(
     owner: str,
     outcomes: Sequence[StepOutcome],
     now: float,
+    read_at: float,
     events: list[dict[str, Any]],
     batch: Batch,
 ) -> frozenset[str]:
-    """Record outcomes; returns the runs locked here (PostgreSQL)."""
+    """Record outcomes; returns the runs locked here (PostgreSQL).
+
+    `now` is the database's time, read when `time.perf_counter()` said `read_at`.
+    """
     locked_runs: frozenset[str] = frozenset()
     if conn.dialect.name == "postgresql":
         # Lock runs first (see module docstring), so a cancel of the same run
@@ -230,16 +240,19 @@ def _apply_outcomes(
     def params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
         return _params(o, b_owner=owner, b_now=now, **extra)
 
+    def ended_at(o: StepOutcome) -> float:
+        return now if o.ended is None else now - max(0.0, read_at - o.ended)
+
     done = by_status.get(StepStatus.COMPLETED, [])
     if done:
-        conn.execute(_COMPLETE, [params(o, b_result=o.output) for o in done])
+        conn.execute(_COMPLETE, [params(o, b_result=o.output, b_ended=ended_at(o)) for o in done])
         ready_params = [
             {"b_run": o.run_id, "b_name": name, "b_now": now} for o in done for name in o.dependents
         ]
         if ready_params:
             conn.execute(_DEPENDENT_READY, ready_params)
         for o in done:
-            events.append(_step_event(o, "step.completed", now))
+            events.append(_step_event(o, "step.completed", ended_at(o)))
 
     retrying = by_status.get(StepStatus.RETRYING, [])
     if retrying:
@@ -282,13 +295,15 @@ def _apply_outcomes(
                 result=bindparam("b_result", type_=step_runs.c.result.type),
                 input=bindparam("b_input", type_=step_runs.c.input.type),
                 error=bindparam("b_error"),
-                completed_at=now,
+                completed_at=bindparam("b_ended"),
                 **released,
             ),
-            [params(o, b_result=o.output, b_error=o.error) for o in failed],
+            [params(o, b_result=o.output, b_error=o.error, b_ended=ended_at(o)) for o in failed],
         )
         for o in failed:
-            events.append(_step_event(o, "step.failed", now, level="error", message=o.error))
+            events.append(
+                _step_event(o, "step.failed", ended_at(o), level="error", message=o.error)
+            )
         # Fail fast: the run has failed, so nothing else of it should start,
         # and what is still running elsewhere is told to stop.
         for run_id in sorted({o.run_id for o in failed}):
