@@ -103,6 +103,17 @@ def test_cli_refuses_a_public_bind_without_auth(tmp_path):
     assert "--insecure-no-auth" in out.stderr
 
 
+def test_a_bad_secret_key_stops_server_and_worker_with_a_one_line_error(tmp_path):
+    env = {**processes.flowctl_env(tmp_path), "FLOWCTL_SECRET_KEY": "not-a-fernet-key"}
+    for command in (["server", "--port", "1"], ["worker"]):
+        out = subprocess.run(
+            [*FLOWCTL, *command], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 2, out.stderr
+        assert "error: FLOWCTL_SECRET_KEY: the key is not a Fernet key" in out.stderr
+        assert "Traceback" not in out.stderr
+
+
 def test_cli_migrate_and_version(tmp_path):
     env = processes.flowctl_env(tmp_path / "d")
     out = subprocess.run([*FLOWCTL, "migrate"], env=env, capture_output=True, text=True, timeout=60)

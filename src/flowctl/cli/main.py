@@ -59,6 +59,7 @@ def _runtime(settings: Settings, **kwargs):
     """The engine, with its database opened here so that a locked SQLite data
     directory is a one-line error rather than a failed startup traceback."""
     from flowctl.engine.runtime import Runtime
+    from flowctl.security.secrets import SecretKeyError
     from flowctl.store.database import DataDirLocked
 
     runtime = Runtime(settings, **kwargs)
@@ -67,6 +68,14 @@ def _runtime(settings: Settings, **kwargs):
     except DataDirLocked as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    try:
+        _ = runtime.agents.box  # the secret key: load (or create) it now, not on first use
+    except SecretKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot read or create the secret key file: {exc}", err=True)
+        raise typer.Exit(2) from None
     return runtime
 
 
