@@ -349,3 +349,31 @@ def test_list_pages_and_filters_by_status(api):
     assert set(ids) <= {w["id"] for w in completed["workflows"]}
     assert api.http.get("/api/v1/workflows", params={"status": "bogus"}).status_code == 422
     assert api.http.get("/api/v1/workflows", params={"limit": 0}).status_code == 422
+
+
+def test_a_nul_character_in_a_result_fails_its_step_and_blocks_nothing(api):
+    # PostgreSQL can store U+0000 neither in text nor in jsonb; a step's output
+    # (or error) holding one must not stop the worker recording anything else.
+    nul_output = api.submit(
+        {
+            "name": "nul-out",
+            "tasks": [{"name": "t", "type": "generic", "payload": sh("printf 'a\\000b'")}],
+        }
+    )
+    nul_error = api.submit(
+        {
+            "name": "nul-err",
+            "tasks": [
+                {"name": "t", "type": "generic", "payload": sh("printf 'x\\000y' >&2; exit 3")}
+            ],
+        }
+    )
+    wf = api.wait(nul_output["id"])
+    assert wf["status"] == "failed"
+    assert "U+0000" in task(wf, "t")["error"]
+    wf = api.wait(nul_error["id"])
+    assert wf["status"] == "failed"
+    error = task(wf, "t")["error"]
+    assert error.startswith("exit code 3") and "x\ufffdy" in error, error
+    after = api.submit({"name": "after", "tasks": [{"name": "n", "type": "noop"}]})
+    assert api.wait(after["id"])["status"] == "completed"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -34,6 +35,7 @@ import orjson
 
 from flowctl.config import Settings
 from flowctl.domain.backoff import RetryPolicy
+from flowctl.domain.nul import has_nul, without_nul
 from flowctl.domain.states import StepStatus
 from flowctl.domain.templates import TemplateContext, TemplateError, resolve
 from flowctl.engine.errors import Unavailable
@@ -47,6 +49,11 @@ from flowctl.store.database import Database, DatabaseUnavailable
 from flowctl.store.queue import ClaimedStep, StepOutcome
 
 log = logging.getLogger(__name__)
+
+_NUL_OUTPUT = (
+    "output contains U+0000 (a NUL character), which cannot be stored: "
+    "encode binary data (e.g. base64) before returning it"
+)
 
 
 @dataclass(slots=True)
@@ -205,22 +212,66 @@ class Worker:
                 await asyncio.sleep(delay)
                 continue
             except Exception:
-                log.exception("dispatch transaction failed; retrying")
-                self._outcomes[:0] = outcomes
-                await asyncio.sleep(0.5)
+                log.exception("dispatch transaction failed")
+                self._claim_wanted = self._claim_wanted or claim_limit > 0
+                # One outcome the database refuses (a value it cannot store)
+                # must not hold back every other: record them one by one.
+                unwritten = await self._record_one_by_one(outcomes)
+                self._outcomes[:0] = unwritten
+                if unwritten or not outcomes:
+                    failures += 1
+                    await asyncio.sleep(min(0.1 * 2**failures, 2.0))
                 continue
             failures = 0
-            self._note_batch(outcomes, batch)
-            for claimed in batch.claimed:
-                self._start_step(claimed)
-            if batch.more_ready:
-                self._claim_wanted = True
-            if batch.next_retry_in is not None:
-                self._after(batch.next_retry_in, self.poke)
-            if batch.next_deadline_in is not None:
-                self._after(batch.next_deadline_in, self._maintenance_wake.set)
-            if batch.interrupt_runs:
-                self.interrupt_runs(batch.interrupt_runs)
+            self._after_batch(outcomes, batch)
+
+    def _after_batch(self, outcomes: list[StepOutcome], batch: queue.Batch) -> None:
+        self._note_batch(outcomes, batch)
+        for claimed in batch.claimed:
+            self._start_step(claimed)
+        if batch.more_ready:
+            self._claim_wanted = True
+        if batch.next_retry_in is not None:
+            self._after(batch.next_retry_in, self.poke)
+        if batch.next_deadline_in is not None:
+            self._after(batch.next_deadline_in, self._maintenance_wake.set)
+        if batch.interrupt_runs:
+            self.interrupt_runs(batch.interrupt_runs)
+
+    async def _record_one_by_one(self, outcomes: list[StepOutcome]) -> list[StepOutcome]:
+        """Write each outcome in its own transaction; one the database refuses is
+        written as a failure of its step (without output, input or logs). Returns
+        the outcomes that could not be written even so (the database itself is
+        failing: they are kept and tried again)."""
+        unwritten: list[StepOutcome] = []
+        for index, outcome in enumerate(outcomes):
+            try:
+                batch = await self.db.write(
+                    queue.complete_and_claim, self.id, [outcome], 0, self.settings.lease_ttl
+                )
+            except DatabaseUnavailable:
+                return [*unwritten, *outcomes[index:]]
+            except Exception as exc:
+                log.error("step %s: its outcome cannot be recorded: %s", outcome.step_id, exc)
+                fallback = dataclasses.replace(
+                    outcome,
+                    status=StepStatus.FAILED,
+                    output=None,
+                    input=None,
+                    logs=[],
+                    error=f"flowctl could not record this step's result: {type(exc).__name__}",
+                )
+                try:
+                    batch = await self.db.write(
+                        queue.complete_and_claim, self.id, [fallback], 0, self.settings.lease_ttl
+                    )
+                except Exception:
+                    log.exception("step %s: not even its failure can be recorded", outcome.step_id)
+                    unwritten.append(outcome)
+                    continue
+                outcome = fallback
+            self._after_batch([outcome], batch)
+        return unwritten
 
     def _note_batch(self, outcomes: list[StepOutcome], batch: queue.Batch) -> None:
         if batch.rejected:
@@ -332,23 +383,28 @@ class Worker:
             attempt=ctx.attempt,
             duration_ms=(ended - step.started) * 1000,
             ended=ended,
-            logs=[(line.level, line.message, line.data) for line in ctx.logs],
+            # Diagnostics are kept whatever they hold (see domain/nul.py).
+            logs=[
+                (line.level, without_nul(line.message), without_nul(line.data)) for line in ctx.logs
+            ],
             **fields,
         )
 
     def _completed(self, step: RunningStep, ctx: StepContext, output: Any) -> StepOutcome:
         try:
-            size = len(orjson.dumps(output))
+            encoded = orjson.dumps(output)
         except TypeError as exc:
             return self._failed(step, ctx, f"output is not JSON: {exc}", None, retryable=False)
-        if size > self.settings.max_output_bytes:
+        if len(encoded) > self.settings.max_output_bytes:
             return self._failed(
                 step,
                 ctx,
-                f"output is {size} bytes; the limit is {self.settings.max_output_bytes}",
+                f"output is {len(encoded)} bytes; the limit is {self.settings.max_output_bytes}",
                 None,
                 retryable=False,
             )
+        if b"\\u0000" in encoded and has_nul(output):
+            return self._failed(step, ctx, _NUL_OUTPUT, None, retryable=False)
         return self._outcome(step, ctx, StepStatus.COMPLETED, output=output)
 
     def _failed(
@@ -364,10 +420,11 @@ class Worker:
         policy = RetryPolicy(max_retries=claimed.max_retries, **claimed.retry_policy)
         if output is not None:
             try:
-                if len(orjson.dumps(output)) > self.settings.max_output_bytes:
+                if len(orjson.dumps(output)) > self.settings.max_output_bytes or has_nul(output):
                     output = None
             except TypeError:
                 output = None
+        message = without_nul(message)
         if retryable and policy.should_retry(claimed.retry_count):
             delay = policy.delay(claimed.retry_count + 1)
             return self._outcome(
