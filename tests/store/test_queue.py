@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import select, update
 
@@ -119,7 +120,8 @@ def test_a_dependent_is_claimable_only_after_its_dependency_completes(url):
 
 def test_a_claimed_step_comes_with_what_its_templates_refer_to(url):
     """The run input and upstream outputs, whether the upstream step completed
-    in the claiming transaction (read from the outcome) or before it (read back)."""
+    in the claiming transaction or before it, exactly as stored (key order and
+    number types included: PostgreSQL's jsonb changes both)."""
 
     async def scenario():
         async with Store(url) as store:
@@ -145,21 +147,69 @@ def test_a_claimed_step_comes_with_what_its_templates_refer_to(url):
                 queue.complete_and_claim, "w1", [done(a, {"n": 7})], 0, 30.0
             )
             b = (await store.claim("w1", 10)).claimed[0]
-            # `b` completes and `c` is claimed in one transaction: `a`'s output
-            # is read back, `b`'s comes from the outcome (tuple -> list, as stored).
+            # `b` completes and `c` is claimed in one transaction.
+            output = {"zz": 1, "a": 2, "f": 1.2345678901234567e19, "m": -0.0, "v": (1, 2.5)}
             batch = await store.db.write(
-                queue.complete_and_claim, "w1", [done(b, {"v": (1, 2.5)})], 10, 30.0
+                queue.complete_and_claim, "w1", [done(b, output)], 10, 30.0
             )
             (c,) = batch.claimed
             assert c.name == "c" and c.has_templates
             assert c.workflow_input == {"region": "eu", "n": 3}
-            assert c.upstream_outputs == {"a": {"n": 7}, "b": {"v": [1, 2.5]}}
+            assert c.upstream_outputs["a"] == {"n": 7}
+            stored = (await store.step(b.id))["result"]
+            assert orjson.dumps(c.upstream_outputs["b"]) == orjson.dumps(stored)
             assert type(c.upstream_outputs["b"]["v"]) is list
             batch = await store.db.write(
                 queue.complete_and_claim, "w1", [done(c, {"ok": True})], 10, 30.0
             )
             (d,) = batch.claimed
             assert (d.has_templates, d.workflow_input, d.upstream_outputs) == (False, None, {})
+
+    run(scenario())
+
+
+def test_a_step_starts_when_leased_after_the_outcomes_of_its_transaction(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                *(StepSpec(name=f"s{i}", type="noop") for i in range(50)),
+                StepSpec(name="next", type="noop", dependencies=tuple(f"s{i}" for i in range(50))),
+                max_concurrency=100,
+            )
+            first = (await store.claim("w1", 100)).claimed
+            outcomes = [done(c, {"i": i}) for i, c in enumerate(first)]
+            batch = await store.db.write(queue.complete_and_claim, "w1", outcomes, 10, 30.0)
+            (after,) = batch.claimed
+            recorded = await store.step(first[-1].id)  # updated_at: the transaction's start
+            leased = await store.step(after.id)
+            assert leased["started_at"] > recorded["updated_at"]
+            assert after.started_at == leased["started_at"]
+
+    run(scenario())
+
+
+def test_a_stale_outcome_in_a_claiming_batch_feeds_no_template(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                StepSpec(name="b", type="noop"),
+                StepSpec(name="c", type="noop", dependencies=("b",), payload={"y": "${b.output}"}),
+            )
+            stale = (await store.claim("w1", 10)).claimed[0]
+            await store.db.write(
+                lambda conn: conn.execute(
+                    update(step_runs).where(step_runs.c.id == stale.id).values(lease_expires_at=0)
+                )
+            )
+            await store.db.write(queue.expire_stale_leases)
+            fresh = (await store.claim("w2", 10)).claimed[0]
+            await store.report("w2", done(fresh, {"v": "good"}))
+            batch = await store.db.write(
+                queue.complete_and_claim, "w1", [done(stale, {"v": "stale"})], 10, 30.0
+            )
+            assert batch.rejected == [stale.id]
+            (c,) = batch.claimed
+            assert c.upstream_outputs == {"b": {"v": "good"}}
 
     run(scenario())
 
@@ -178,6 +228,14 @@ def test_a_step_completed_when_it_ended_not_when_its_outcome_was_written(url):
             db_now = await store.db.read(read_now)
             assert 0.05 < step["completed_at"] - step["started_at"] < 0.2
             assert db_now - step["completed_at"] > 0.2
+            # An end reported as before the start is placed at the start.
+            await store.submit(StepSpec(name="b", type="noop"))
+            b = (await store.claim("w1", 1)).claimed[0]
+            outcome = done(b)
+            outcome.ended, outcome.started_at = time.perf_counter() - 100, b.started_at
+            await store.report("w1", outcome)
+            step = await store.step(b.id)
+            assert step["completed_at"] == step["started_at"] == b.started_at
 
     run(scenario())
 

@@ -383,6 +383,7 @@ class Worker:
             attempt=ctx.attempt,
             duration_ms=(ended - step.started) * 1000,
             ended=ended,
+            started_at=claimed.started_at,
             # Diagnostics are kept whatever they hold (see domain/nul.py).
             logs=[
                 (line.level, without_nul(line.message), without_nul(line.data)) for line in ctx.logs

@@ -63,6 +63,7 @@ class ClaimedStep:
     agent: str | None
     checkpoint: dict[str, Any] | None
     has_templates: bool
+    started_at: float  # database time of the lease
     # Filled only for steps whose payload holds ${...}:
     workflow_input: Any = None
     upstream_outputs: dict[str, Any] = field(default_factory=dict)
@@ -89,6 +90,7 @@ class StepOutcome:
     # outcome: the step's completed_at is when it ended, not when an outcome
     # that waited for the writer (or for a batch) was recorded.
     ended: float | None = None
+    started_at: float | None = None  # ClaimedStep.started_at: `ended` is never placed before it
 
 
 @dataclass(slots=True)
@@ -117,20 +119,27 @@ def complete_and_claim(
     One transaction for both: a chain's next step is claimed in the same commit
     that completes its predecessor.
     """
-    now = read_now(conn)
+    # Before the read: an outcome's end is then never placed earlier than it was.
     read_at = time.perf_counter()
+    now = read_now(conn)
     batch = Batch()
     events: list[dict[str, Any]] = []
     locked_runs: frozenset[str] = frozenset()
     if outcomes:
         locked_runs = _apply_outcomes(conn, owner, outcomes, now, read_at, events, batch)
     if claim_limit > 0:
+        # Outputs recorded just now need not be read back on SQLite, which
+        # returns JSON as it was written. PostgreSQL's jsonb does not (key order,
+        # numbers), and a step must see the same input whichever transaction
+        # claimed it.
         rejected = set(batch.rejected)
         just_completed = {
             (o.run_id, o.step_name): o.output
             for o in outcomes
             if o.status == StepStatus.COMPLETED and o.step_id not in rejected
         }
+        if conn.dialect.name != "sqlite":
+            just_completed = {}
         _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs, just_completed)
     # Retries scheduled by this batch; the maintenance loop's timers cover the
     # ones other workers scheduled (it wakes at the earliest one).
@@ -211,7 +220,9 @@ def _apply_outcomes(
 ) -> frozenset[str]:
     """Record outcomes; returns the runs locked here (PostgreSQL).
 
-    `now` is the database's time, read when `time.perf_counter()` said `read_at`.
+    `now` is the database's time, read just after `time.perf_counter()` said
+    `read_at`. A step's end is placed at `now` minus how long ago it ended, but
+    never before its start.
     """
     locked_runs: frozenset[str] = frozenset()
     if conn.dialect.name == "postgresql":
@@ -241,7 +252,10 @@ def _apply_outcomes(
         return _params(o, b_owner=owner, b_now=now, **extra)
 
     def ended_at(o: StepOutcome) -> float:
-        return now if o.ended is None else now - max(0.0, read_at - o.ended)
+        if o.ended is None:
+            return now
+        ended = now - max(0.0, read_at - o.ended)
+        return ended if o.started_at is None else max(o.started_at, ended)
 
     done = by_status.get(StepStatus.COMPLETED, [])
     if done:
@@ -462,9 +476,9 @@ _LEASE = (
         # When the lease was taken, not when the transaction began: the same
         # transaction may first have recorded other steps' outcomes.
         started_at=db_now(),
-        updated_at=bindparam("now"),
+        updated_at=db_now(),
     )
-    .returning(*_CLAIM_COLUMNS, _WORKFLOW_INPUT)
+    .returning(*_CLAIM_COLUMNS, step_runs.c.started_at, _WORKFLOW_INPUT)
 )
 # pending -> running is the run's first claim; settle_runs never needs it.
 _START_RUNS = (
@@ -552,6 +566,7 @@ def _claim(
                 agent=r.agent,
                 checkpoint=r.checkpoint,
                 has_templates=bool(r.has_templates),
+                started_at=r.started_at,
                 workflow_input=r.workflow_input,
             )
             for r in rows
@@ -572,7 +587,7 @@ def _claim(
             event_row(
                 c.run_id,
                 "step.started",
-                now,
+                c.started_at,
                 step_id=c.id,
                 data={"step": c.name, "attempt": c.retry_count + 1, "worker": owner},
             )
