@@ -8,13 +8,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from flowctl.security.egress import parse_networks
 
 
 class Settings(BaseSettings):
@@ -57,6 +59,22 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, description="seconds running steps get to finish")
     max_output_bytes: int = Field(1 << 20, ge=1024, description="a step output larger fails it")
     db_pool_size: int = Field(10, ge=1)
+
+    # --- outbound calls (security/egress.py)
+    egress_allow: str = Field(
+        "",
+        description="networks outbound calls may reach although not public, e.g. "
+        "'10.0.0.0/8,192.168.1.5' (comma-separated addresses or CIDRs)",
+    )
+    egress_loopback: bool = Field(
+        True, description="outbound calls may reach loopback (local mode: the API has no auth)"
+    )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a bad entry stops the start, naming it
+        return value
 
     # --- logging
     log_level: str = "info"

@@ -216,3 +216,26 @@ def test_execute_refuses_what_cannot_run(api, agents):
     assert api.http.delete(f"/api/v1/workflows/{wf['id']}").status_code == 200
     deleted = api.http.post(f"/api/v1/workflows/{wf['id']}/execute", json={"input_data": {}})
     assert deleted.status_code == 400
+
+
+def test_an_agent_on_a_private_address_is_refused_by_the_egress_guard(api):
+    # Local mode allows loopback only: 10/8 is refused before any connection,
+    # and not retried (the same address would be refused again).
+    resp = api.http.post(
+        "/api/v1/agents",
+        json={
+            "name": unique("internal"),
+            "url": "http://10.20.30.40:8080",
+            "retry_config": FAST_RETRY,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    agent = resp.json()
+    health = api.http.get(f"/api/v1/agents/{agent['id']}/health").json()
+    assert health["healthy"] is False and "egress guard" in health["error"], health
+    assert "10.20.30.40 is a private address" in health["error"]
+    wf = define(api, unique("wf"), "only", linked(only=step(agent["name"], None, {"x": 1})))
+    run = wait_run(api, execute(api, wf["id"], {})["id"], {"COMPLETED", "FAILED"})
+    assert run["status"] == "FAILED"
+    assert "egress guard" in run["error_message"] and run["error_message"].startswith("Step 'only'")
+    assert steps_of(api, run["id"])["only"]["retry_count"] == 0

@@ -377,3 +377,24 @@ def test_a_nul_character_in_a_result_fails_its_step_and_blocks_nothing(api):
     assert error.startswith("exit code 3") and "x\ufffdy" in error, error
     after = api.submit({"name": "after", "tasks": [{"name": "n", "type": "noop"}]})
     assert api.wait(after["id"])["status"] == "completed"
+
+
+def test_an_http_step_to_the_metadata_address_is_refused_and_not_retried(api):
+    wf = api.submit(
+        {
+            "name": "metadata",
+            "tasks": [
+                {
+                    "name": "steal",
+                    "type": "http.request",
+                    "payload": {"url": "http://169.254.169.254/latest/meta-data/"},
+                    "max_retries": 3,
+                }
+            ],
+        }
+    )
+    done = api.wait(wf["id"])
+    assert done["status"] == "failed"
+    steal = task(done, "steal")
+    assert steal["retry_count"] == 0
+    assert steal["error"].startswith("egress guard: 169.254.169.254 is a link-local address")

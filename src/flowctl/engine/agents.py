@@ -36,6 +36,7 @@ from flowctl.engine.errors import (
     call_store,
 )
 from flowctl.engine.service import new_id
+from flowctl.security.egress import EgressDenied, EgressPolicy, guarded_client
 from flowctl.security.secrets import SecretBox
 from flowctl.store import agents as store
 from flowctl.store.database import Database
@@ -383,7 +384,8 @@ class AgentService:
         for the agent's sake: a 2xx is healthy, anything else says why not.
         No credentials are sent (they are only decrypted to run steps)."""
         agent = await self.get(agent_id)
-        return await probe_health(agent["url"], agent["timeout_ms"])
+        policy = EgressPolicy.from_settings(self.settings)
+        return await probe_health(agent["url"], agent["timeout_ms"], policy)
 
     # --- for the `agent` step type -------------------------------------------
 
@@ -413,7 +415,7 @@ class AgentService:
         return await self._call(store.active_agent_names, list(names))
 
 
-async def probe_health(url: str, timeout_ms: int) -> dict[str, Any]:
+async def probe_health(url: str, timeout_ms: int, policy: EgressPolicy) -> dict[str, Any]:
     target = health_url(url)
     timeout_s = timeout_ms / 1000
     started = time.perf_counter()
@@ -429,12 +431,14 @@ async def probe_health(url: str, timeout_ms: int) -> dict[str, Any]:
     try:
         async with (
             asyncio.timeout(timeout_s),
-            httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client,
+            guarded_client(policy, timeout=timeout_s, follow_redirects=False) as client,
             client.stream("GET", target, headers={"Accept": "application/json"}) as response,
         ):
             # The status line and headers are the answer; the body is not read.
             elapsed = round((time.perf_counter() - started) * 1000, 2)
             status = response.status_code
+    except EgressDenied as exc:
+        return unhealthy(str(exc))
     except (TimeoutError, httpx.TimeoutException):
         return unhealthy(f"Connection timeout after {timeout_ms}ms")
     except httpx.ConnectError as exc:

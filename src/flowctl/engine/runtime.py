@@ -14,6 +14,7 @@ from flowctl.engine.worker import Worker
 from flowctl.executors.agent import AgentTarget
 from flowctl.executors.base import ExecutorRegistry, StepFailed
 from flowctl.executors.registry import default_registry
+from flowctl.security.egress import EgressPolicy
 from flowctl.store.database import Database, DatabaseUnavailable, asyncpg_dsn
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class Runtime:
         self.wakeups = Wakeups()
         self.service = WorkflowService(self.db, self.registry, self.wakeups, settings)
         self.agents = AgentService(self.db, settings)
+        self.egress = EgressPolicy.from_settings(settings)
         self.worker: Worker | None = None
         self._listener: PostgresListener | None = None
 
@@ -78,6 +80,7 @@ class Runtime:
             auth_type=agent.auth_type,
             auth_config=agent.auth_config or {},
             timeout_s=agent.timeout_ms / 1000,
+            egress=self.egress,
         )
 
     async def stop(self) -> None:

@@ -43,6 +43,7 @@ from flowctl.engine.wakeups import Wakeups
 from flowctl.events import metrics
 from flowctl.executors.agent import AgentTarget
 from flowctl.executors.base import ExecutorRegistry, StepContext, StepFailed
+from flowctl.security.egress import EgressDenied, EgressPolicy, guarded_client
 from flowctl.security.secrets import DecryptionFailed
 from flowctl.store import queue, runs, workers
 from flowctl.store.database import Database, DatabaseUnavailable
@@ -99,7 +100,9 @@ class Worker:
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(follow_redirects=False, timeout=30)
+        self._http = guarded_client(
+            EgressPolicy.from_settings(self.settings), follow_redirects=False, timeout=30
+        )
         await self._retrying(
             workers.register_worker,
             self.id,
@@ -335,6 +338,8 @@ class Worker:
             outcome = self._failed(step, ctx, exc.message, exc.output, retryable=exc.retryable)
         except TemplateError as exc:
             outcome = self._failed(step, ctx, f"input: {exc}", None, retryable=False)
+        except EgressDenied as exc:
+            outcome = self._failed(step, ctx, str(exc), None, retryable=False)
         except Exception as exc:  # an executor bug: record it on the step, keep the worker
             log.exception("step %s (%s) raised", claimed.id, claimed.type)
             outcome = self._failed(step, ctx, f"{type(exc).__name__}: {exc}", None)

@@ -127,6 +127,7 @@ from a2a.utils.errors import (
 from google.protobuf.json_format import MessageToDict
 
 from flowctl.executors.base import Executor, StepContext, StepFailed
+from flowctl.security.egress import EgressDenied, EgressPolicy, guarded_client
 
 AuthType = Literal["none", "bearer", "apikey"]
 
@@ -172,6 +173,7 @@ class AgentTarget:
     # apikey: {"key", "header"?} -> <header, default X-API-Key>: <key>
     auth_config: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 30.0
+    egress: EgressPolicy = field(default_factory=EgressPolicy)  # where its calls may go
 
     def headers(self) -> dict[str, str]:
         """The authentication headers of every request to this agent."""
@@ -297,6 +299,10 @@ def failure_for(exc: BaseException, agent: AgentTarget) -> StepFailed:
 
     def find(kind: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
         return next((e for e in chain if isinstance(e, kind)), None)
+
+    denied = find(EgressDenied)
+    if denied is not None:
+        return StepFailed(str(denied), retryable=False)
 
     if find((TimeoutError, A2AClientTimeoutError, httpx.TimeoutException)):
         return StepFailed(f"agent timed out after {agent.timeout_s:g}s", retryable=True)
@@ -445,14 +451,14 @@ _MAX_POOLS = 64
 
 def _pool_for(agent: AgentTarget, headers: dict[str, str]) -> _Pool:
     pools = _POOLS.setdefault(asyncio.get_running_loop(), {})
-    key = (agent.url, tuple(sorted(headers.items())), agent.timeout_s)
+    key = (agent.url, tuple(sorted(headers.items())), agent.timeout_s, agent.egress)
     pool = pools.get(key)
     if pool is None or pool.http.is_closed:
         if len(pools) >= _MAX_POOLS:  # forget the oldest agent's pool
             oldest = pools.pop(next(iter(pools)))
             asyncio.get_running_loop().create_task(oldest.http.aclose())
-        http = httpx.AsyncClient(
-            headers=headers, timeout=httpx.Timeout(agent.timeout_s), verify=_ssl()
+        http = guarded_client(
+            agent.egress, headers=headers, timeout=httpx.Timeout(agent.timeout_s), verify=_ssl()
         )
         pool = pools[key] = _Pool(http)
     return pool
