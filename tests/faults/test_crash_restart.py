@@ -3,10 +3,14 @@ that had completed runs a second time. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections import Counter
 from pathlib import Path
 
-from helpers import Api, sh, task
+import psutil
+
+from helpers import Api, sh, task, wait_for
 
 FAST_RECOVERY = {"lease_ttl": 2, "maintenance_interval": 0.5}
 
@@ -112,3 +116,38 @@ def test_restart_recovery_does_not_requeue_what_the_new_process_claimed(sqlite_p
     assert done["status"] == "completed"
     runs = Counter(ran.read_text().split())
     assert all(runs[f"b{i}"] == 1 for i in range(5)), runs
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_generic_command_dies_with_a_killed_server(sqlite_procs):
+    # Without this the command would go on running beside its re-run.
+    seconds = f"{600 + os.getpid() % 1000}.{time.time_ns() % 1000:03d}"  # a unique argv
+    server = sqlite_procs.server()
+    api = Api(server.url)
+    wf = api.submit(
+        {
+            "name": "orphan",
+            "tasks": [
+                {"name": "s", "type": "generic", "payload": {"command": "sleep", "args": [seconds]}}
+            ],
+        }
+    )
+    api.wait_task(wf["id"], "s", "running")
+
+    def child() -> int | None:
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == ["sleep", seconds]:
+                return proc.pid
+        return None
+
+    wait_for(lambda: child() is not None, what="the command to start")
+    pid = child()
+    assert pid is not None and _running(pid)
+    server.kill()
+    wait_for(lambda: not _running(pid), timeout=5, what="the command to die with the server")

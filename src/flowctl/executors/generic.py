@@ -2,6 +2,9 @@
 
 The child gets its own process group so that a cancel (run cancel, step
 timeout, lost lease) can stop everything it spawned, not just the first process.
+On Linux it is also killed if the flowctl process dies without cleaning up
+(kill -9, OOM): the step is then run again elsewhere, and the orphan must not
+go on beside it. (Processes the command itself spawns are not covered.)
 Its output is kept up to a cap but always drained, so a chatty child never
 blocks on a full pipe.
 """
@@ -10,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shlex
 import signal
+import sys
 import time
 from asyncio.subprocess import DEVNULL, PIPE
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -93,6 +99,24 @@ async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
         stream.write(data)
         await stream.drain()
     stream.close()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGKILL the child when this process dies."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -179,6 +203,7 @@ class GenericExecutor(Executor):
                 cwd=payload.cwd,
                 env=child_environment(payload.environment),
                 start_new_session=True,
+                preexec_fn=_dies_with_parent(),
             )
         except OSError as exc:
             raise _start_failure(exc, argv, payload.cwd) from exc
