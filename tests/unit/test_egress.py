@@ -8,14 +8,23 @@ import ipaddress
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import certifi
 import httpx
 import pytest
 
 from flowctl.config import Settings
 from flowctl.executors.base import StepContext
 from flowctl.executors.http_request import HttpRequestExecutor
-from flowctl.security.egress import EgressDenied, EgressPolicy, guarded_client, parse_networks
+from flowctl.security.egress import (
+    EgressDenied,
+    EgressPolicy,
+    GuardedTransport,
+    _interleave_families,
+    guarded_client,
+    parse_networks,
+)
 
 
 @pytest.mark.parametrize(
@@ -160,3 +169,39 @@ def test_the_http_request_step_type_uses_the_guard(local) -> None:
     )
     with pytest.raises(EgressDenied, match=r"10\.20\.30\.40 is a private address"):
         asyncio.run(HttpRequestExecutor().execute(ctx))
+
+
+@pytest.mark.parametrize(
+    ("address", "refusal"),
+    [
+        ("64:ff9b::808:808", None),  # NAT64 form of 8.8.8.8
+        ("64:ff9b::a00:1", "private"),  # NAT64 form of 10.0.0.1
+        ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 around 169.254.169.254
+        ("2002:5db8:d822::1", None),  # 6to4 around 93.184.216.34
+        ("fec0::1", "private"),  # deprecated site-local
+    ],
+)
+def test_ipv6_forms_are_judged_by_the_ipv4_address_they_carry(address, refusal) -> None:
+    assert EgressPolicy(allow_loopback=False).refusal(ipaddress.ip_address(address)) == refusal
+
+
+def test_families_alternate_when_connecting() -> None:
+    v6a, v6b, v4a = (ipaddress.ip_address(a) for a in ("2001:db8::1", "2001:db8::2", "192.0.2.1"))
+    assert _interleave_families([v6a, v6b, v4a]) == [v6a, v4a, v6b]
+    assert _interleave_families([v4a]) == [v4a]
+    assert _interleave_families([]) == []
+
+
+def test_a_private_ca_from_the_environment_is_trusted(monkeypatch, tmp_path) -> None:
+    # SSL_CERT_FILE (a private CA for internal services) is honoured; proxies are not.
+    ca = tmp_path / "ca.pem"
+    ca.write_text(
+        Path(certifi.where()).read_text().split("-----END CERTIFICATE-----")[0]
+        + "-----END CERTIFICATE-----\n"
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    transport = GuardedTransport(EgressPolicy())
+    assert len(transport._pool._ssl_context.get_ca_certs()) == 1
+    client = guarded_client(EgressPolicy())
+    assert not client._mounts  # no proxy transport mounted

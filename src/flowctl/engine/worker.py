@@ -86,6 +86,7 @@ class Worker:
         self.settings = settings
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.slots = settings.worker_concurrency
+        self._egress = EgressPolicy.from_settings(settings)
         self.running: dict[str, RunningStep] = {}
         self._outcomes: list[StepOutcome] = []
         self._wake = asyncio.Event()
@@ -100,9 +101,7 @@ class Worker:
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        self._http = guarded_client(
-            EgressPolicy.from_settings(self.settings), follow_redirects=False, timeout=30
-        )
+        self._http = guarded_client(self._egress, follow_redirects=False, timeout=30)
         await self._retrying(
             workers.register_worker,
             self.id,
@@ -306,6 +305,7 @@ class Worker:
             workflow_input=claimed.workflow_input,
             timeout=claimed.timeout_s,
             http=self._http,
+            egress=self._egress,
             max_output_bytes=self.settings.max_output_bytes,
             checkpoint=dict(claimed.checkpoint or {}),
         )

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from flowctl.domain.graph import FieldError
 from flowctl.domain.templates import has_references
+from flowctl.security.egress import EgressPolicy
 
 if TYPE_CHECKING:
     from flowctl.executors.agent import AgentTarget
@@ -53,7 +54,9 @@ class StepContext:
     payload: Any  # resolved: no ${...} left
     workflow_input: Any = None
     timeout: float | None = None
-    http: httpx.AsyncClient | None = None
+    http: httpx.AsyncClient | None = None  # the worker's, through the egress guard
+    # Where outbound calls may go (a client made without `http` must use it).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Limits the worker enforces, so executors can cap what they keep.
     max_output_bytes: int = 1 << 20
     logs: list[LogLine] = field(default_factory=list)

@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from flowctl.executors.base import Executor, StepContext, StepFailed
-from flowctl.security.egress import EgressPolicy, guarded_client
+from flowctl.security.egress import guarded_client
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -71,7 +71,7 @@ async def http_client(ctx: StepContext) -> AsyncIterator[httpx.AsyncClient]:
     if ctx.http is not None:
         yield ctx.http
         return
-    async with guarded_client(EgressPolicy()) as client:
+    async with guarded_client(ctx.egress) as client:
         yield client
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import itertools
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -52,10 +54,27 @@ def parse_networks(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: IPv4 hosts seen from IPv6-only networks
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _category(address: IPAddress) -> str | None:
     """Why `address` is not a public one, or None if it is."""
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if address.version == 6:
+        if (inner := _embedded_ipv4(address)) is not None:
+            return _category(inner)
+        if address.is_site_local:
+            return "private"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
@@ -94,6 +113,15 @@ class EgressPolicy:
         return category
 
 
+def _interleave_families(addresses: list[IPAddress]) -> list[IPAddress]:
+    """[v6a, v6b, v4a] -> [v6a, v4a, v6b]: the first family first, then alternating."""
+    if not addresses:
+        return addresses
+    first = [a for a in addresses if a.version == addresses[0].version]
+    other = [a for a in addresses if a.version != addresses[0].version]
+    return [a for pair in itertools.zip_longest(first, other) for a in pair if a is not None]
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, resolving and checking every address first."""
 
@@ -109,6 +137,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             async with asyncio.timeout(timeout):
                 infos = await asyncio.get_running_loop().getaddrinfo(
@@ -130,13 +159,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 f"egress guard: {what} is a {self.policy.refusal(first)} address, which "
                 f"outbound calls may not reach; allowlist its network with {ALLOW_SETTING}"
             )
+        # Resolving and connecting share one timeout, as when httpcore resolves.
+        # What is left is split between the addresses still to try, families
+        # alternating, so one that never answers (a broken IPv6 route) leaves
+        # time for the next.
+        allowed = _interleave_families(allowed)
         last: Exception | None = None
-        for address in allowed:
+        for index, address in enumerate(allowed):
+            share = None
+            if deadline is not None:
+                share = max(0.0, deadline - time.monotonic()) / (len(allowed) - index)
             try:
                 return await self.inner.connect_tcp(
                     str(address),
                     port,
-                    timeout=timeout,
+                    timeout=share,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
@@ -165,10 +202,12 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits | None = None,
     ):
+        # trust_env here only reads SSL_CERT_FILE / SSL_CERT_DIR (a private CA);
+        # no proxy is used, whatever the environment says.
         super().__init__(verify=verify, trust_env=False)
         limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=True),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
