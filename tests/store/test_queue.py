@@ -168,6 +168,36 @@ def test_a_claimed_step_comes_with_what_its_templates_refer_to(url):
     run(scenario())
 
 
+def test_outputs_recorded_in_a_batch_reach_a_templated_step_as_stored(url):
+    async def scenario():
+        async with Store(url) as store:
+            await store.submit(
+                StepSpec(name="b1", type="noop"),
+                StepSpec(name="b2", type="noop"),
+                StepSpec(
+                    name="c",
+                    type="noop",
+                    dependencies=("b1", "b2"),
+                    payload={"x": "${b1.output}", "y": "${b2.output}"},
+                ),
+            )
+            b1, b2 = sorted((await store.claim("w1", 10)).claimed, key=lambda c: c.name)
+            outputs = {"b1": {"zz": 1, "a": -0.0}, "b2": {"f": 1.2345678901234567e19, "v": (1,)}}
+            batch = await store.db.write(
+                queue.complete_and_claim,
+                "w1",
+                [done(b1, outputs["b1"]), done(b2, outputs["b2"])],
+                10,
+                30.0,
+            )
+            (c,) = batch.claimed
+            for upstream in (b1, b2):
+                stored = (await store.step(upstream.id))["result"]
+                assert orjson.dumps(c.upstream_outputs[upstream.name]) == orjson.dumps(stored)
+
+    run(scenario())
+
+
 def test_a_step_starts_when_leased_after_the_outcomes_of_its_transaction(url):
     async def scenario():
         async with Store(url) as store:

@@ -121,26 +121,26 @@ def complete_and_claim(
     """
     # Before the read: an outcome's end is then never placed earlier than it was.
     read_at = time.perf_counter()
-    now = read_now(conn)
+    locked_runs: frozenset[str] = frozenset()
+    now: float | None = None
+    if outcomes and conn.dialect.name == "postgresql":
+        # Lock the runs first (see the module docstring), so a cancel of the
+        # same run waits for this transaction or this one for it, never both;
+        # the database clock comes with the locks (one round trip for both).
+        run_ids = sorted({o.run_id for o in outcomes})
+        locked = conn.execute(_LOCK_RUNS_AND_NOW, {"run_ids": run_ids}).all()
+        locked_runs = frozenset(run_id for run_id, _ in locked)
+        now = float(locked[0].now) if locked else None
+    if now is None:
+        now = read_now(conn)
     batch = Batch()
     events: list[dict[str, Any]] = []
-    locked_runs: frozenset[str] = frozenset()
+    # Outputs recorded here, as the database stores them, by (run id, step name).
+    recorded: dict[tuple[str, str], Any] = {}
     if outcomes:
-        locked_runs = _apply_outcomes(conn, owner, outcomes, now, read_at, events, batch)
+        recorded = _apply_outcomes(conn, owner, outcomes, now, read_at, events, batch)
     if claim_limit > 0:
-        # Outputs recorded just now need not be read back on SQLite, which
-        # returns JSON as it was written. PostgreSQL's jsonb does not (key order,
-        # numbers), and a step must see the same input whichever transaction
-        # claimed it.
-        rejected = set(batch.rejected)
-        just_completed = {
-            (o.run_id, o.step_name): o.output
-            for o in outcomes
-            if o.status == StepStatus.COMPLETED and o.step_id not in rejected
-        }
-        if conn.dialect.name != "sqlite":
-            just_completed = {}
-        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs, just_completed)
+        _claim(conn, owner, claim_limit, lease_ttl, now, events, batch, locked_runs, recorded)
     # Retries scheduled by this batch; the maintenance loop's timers cover the
     # ones other workers scheduled (it wakes at the earliest one).
     delays = [o.retry_delay for o in outcomes if o.status == StepStatus.RETRYING]
@@ -160,8 +160,8 @@ def complete_and_claim(
 # The hot path's statements are built once: building SQLAlchemy expressions
 # per call cost more than executing them on SQLite. (FOR UPDATE renders as
 # nothing on SQLite, where the single writer is the lock.)
-_LOCK_RUNS = (
-    select(runs.c.id)
+_LOCK_RUNS_AND_NOW = (
+    select(runs.c.id, db_now().label("now"))
     .where(runs.c.id.in_(bindparam("run_ids", expanding=True)))
     .order_by(runs.c.id)
     .with_for_update()
@@ -198,6 +198,7 @@ _COMPLETE = (
         **_RELEASED,
     )
 )
+_COMPLETE_ONE = _COMPLETE.returning(step_runs.c.id, step_runs.c.result)
 _DEPENDENT_READY = (
     update(step_runs)
     .where(
@@ -217,36 +218,19 @@ def _apply_outcomes(
     read_at: float,
     events: list[dict[str, Any]],
     batch: Batch,
-) -> frozenset[str]:
-    """Record outcomes; returns the runs locked here (PostgreSQL).
+) -> dict[tuple[str, str], Any]:
+    """Record outcomes (on PostgreSQL, with their runs already locked).
 
     `now` is the database's time, read just after `time.perf_counter()` said
     `read_at`. A step's end is placed at `now` minus how long ago it ended, but
     never before its start.
-    """
-    locked_runs: frozenset[str] = frozenset()
-    if conn.dialect.name == "postgresql":
-        # Lock runs first (see module docstring), so a cancel of the same run
-        # waits for this transaction or this one waits for it, never both.
-        run_ids = sorted({o.run_id for o in outcomes})
-        locked_runs = frozenset(conn.execute(_LOCK_RUNS, {"run_ids": run_ids}).scalars())
-    held = dict(
-        conn.execute(_HELD, {"step_ids": [o.step_id for o in outcomes], "owner": owner}).all()
-    )
-    by_status: dict[StepStatus, list[StepOutcome]] = defaultdict(list)
-    for outcome in outcomes:
-        if held.get(outcome.step_id) == outcome.lease_epoch:
-            by_status[outcome.status].append(outcome)
-        else:
-            # Another worker owns this step now, or the run was cancelled:
-            # the database already says what happened; this report is stale.
-            batch.rejected.append(outcome.step_id)
-    batch.accepted = len(outcomes) - len(batch.rejected)
-    if not batch.accepted:
-        return locked_runs
 
-    fence = _FENCE
-    released = _RELEASED
+    Returns the outputs of the completions recorded, as the database stores
+    them, where that is known without reading them back: SQLite keeps JSON as it
+    is written; PostgreSQL's jsonb does not (key order, numbers), and a step must
+    see the same input whichever transaction claimed it, so there only what an
+    UPDATE returned counts.
+    """
 
     def params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
         return _params(o, b_owner=owner, b_now=now, **extra)
@@ -257,9 +241,46 @@ def _apply_outcomes(
         ended = now - max(0.0, read_at - o.ended)
         return ended if o.started_at is None else max(o.started_at, ended)
 
+    def completion(o: StepOutcome) -> dict[str, Any]:
+        return params(o, b_result=o.output, b_ended=ended_at(o))
+
+    written: set[str] = set()
+    recorded: dict[tuple[str, str], Any] = {}
+    if len(outcomes) == 1 and outcomes[0].status == StepStatus.COMPLETED:
+        # A chain's hop: the fenced UPDATE itself tells whether we still hold
+        # the lease (it matches what _HELD would), one statement instead of two.
+        (only,) = outcomes
+        row = conn.execute(_COMPLETE_ONE, completion(only)).first()
+        held = {only.step_id: only.lease_epoch} if row is not None else {}
+        written = set(held)
+        if row is not None:
+            recorded[(only.run_id, only.step_name)] = row.result
+    else:
+        held = dict(
+            conn.execute(_HELD, {"step_ids": [o.step_id for o in outcomes], "owner": owner}).all()
+        )
+    by_status: dict[StepStatus, list[StepOutcome]] = defaultdict(list)
+    for outcome in outcomes:
+        if held.get(outcome.step_id) == outcome.lease_epoch:
+            by_status[outcome.status].append(outcome)
+        else:
+            # Another worker owns this step now, or the run was cancelled:
+            # the database already says what happened; this report is stale.
+            batch.rejected.append(outcome.step_id)
+    batch.accepted = len(outcomes) - len(batch.rejected)
+    if not batch.accepted:
+        return recorded
+
+    fence = _FENCE
+    released = _RELEASED
+
     done = by_status.get(StepStatus.COMPLETED, [])
     if done:
-        conn.execute(_COMPLETE, [params(o, b_result=o.output, b_ended=ended_at(o)) for o in done])
+        unwritten = [o for o in done if o.step_id not in written]
+        if unwritten:
+            conn.execute(_COMPLETE, [completion(o) for o in unwritten])
+            if conn.dialect.name == "sqlite":
+                recorded.update({(o.run_id, o.step_name): o.output for o in unwritten})
         ready_params = [
             {"b_run": o.run_id, "b_name": name, "b_now": now} for o in done for name in o.dependents
         ]
@@ -359,7 +380,7 @@ def _apply_outcomes(
     to_settle = {o.run_id for o in done if not o.dependents} | {o.run_id for o in failed}
     if to_settle:
         batch.finished_runs.extend(settle_runs(conn, sorted(to_settle), now, events))
-    return locked_runs
+    return recorded
 
 
 def _params(o: StepOutcome, **extra: Any) -> dict[str, Any]:
@@ -506,7 +527,7 @@ def _claim(
     events: list[dict[str, Any]],
     batch: Batch,
     locked_runs: frozenset[str] = frozenset(),
-    just_completed: dict[tuple[str, str], Any] | None = None,
+    recorded: dict[tuple[str, str], Any] | None = None,
 ) -> None:
     postgres = conn.dialect.name == "postgresql"
     # One more than we take tells us whether work is left.
@@ -594,7 +615,7 @@ def _claim(
         )
     templated = [c for c in claimed if c.has_templates]
     if templated:
-        _load_upstream_outputs(conn, templated, just_completed or {})
+        _load_upstream_outputs(conn, templated, recorded or {})
     batch.claimed.extend(claimed)
 
 
@@ -608,19 +629,19 @@ _UPSTREAM_OUTPUTS = select(step_runs.c.run_id, step_runs.c.name, step_runs.c.res
 def _load_upstream_outputs(
     conn: Connection,
     claimed: Sequence[ClaimedStep],
-    just_completed: dict[tuple[str, str], Any],
+    recorded: dict[tuple[str, str], Any],
 ) -> None:
     """Fetch the upstream outputs `${steps.<name>...}` in these payloads refer to.
 
-    Outputs recorded by this same transaction (a chain: complete a step, claim
-    the next) are taken from `just_completed` rather than read back.
+    Outputs this same transaction recorded (a chain: complete a step, claim the
+    next) are taken from `recorded` (see _apply_outcomes) rather than read back.
     """
     wanted: list[tuple[ClaimedStep, set[str]]] = []
     for c in claimed:
         # A bad template is reported on the step by the worker, not here.
         with contextlib.suppress(ValueError):
             wanted.append((c, {ref.step for ref in iter_references(c.payload) if ref.step}))
-    missing = {(c.run_id, name) for c, names in wanted for name in names} - just_completed.keys()
+    missing = {(c.run_id, name) for c, names in wanted for name in names} - recorded.keys()
     outputs: dict[tuple[str, str], Any] = {}
     if missing:
         rows = conn.execute(
@@ -634,9 +655,9 @@ def _load_upstream_outputs(
     for c, names in wanted:
         for name in names:
             key = (c.run_id, name)
-            if key in just_completed:
+            if key in recorded:
                 # As the database would give it back (JSON types only).
-                c.upstream_outputs[name] = orjson.loads(orjson.dumps(just_completed[key]))
+                c.upstream_outputs[name] = orjson.loads(orjson.dumps(recorded[key]))
             elif key in outputs:
                 c.upstream_outputs[name] = outputs[key]
 
